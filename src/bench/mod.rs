@@ -1,0 +1,3 @@
+//! `traft bench`: measurements a user can run on their own machine.
+
+pub mod floor;

@@ -1,0 +1,11 @@
+//! traft: TRaft — a Raft variant with merge-log elections, out-of-order commit
+//! and apply, and generalized joint consensus — as a storage-and-replication
+//! engine. See `DESIGN.md` in the repository for the protocol.
+
+pub mod bitmap;
+pub mod frame;
+pub mod ids;
+
+pub use bitmap::{BitmapError, TailBitmap};
+pub use ids::{LeaderId, Lsn, NodeId, LSN_LIMIT};
+pub mod bench;
