@@ -12,7 +12,6 @@ pub(crate) struct Builder {
     words: Vec<u64>,
     /// Zero words after `words`, kept back until a non-zero word follows.
     pending_zeros: u64,
-    scratch: Vec<u64>,
 }
 
 impl Builder {
@@ -23,7 +22,6 @@ impl Builder {
             start: 0,
             words: Vec::new(),
             pending_zeros: 0,
-            scratch: Vec::new(),
         }
     }
 
@@ -71,33 +69,43 @@ impl Builder {
         }
     }
 
-    /// Pushes words as they are.
-    pub(crate) fn words(&mut self, mut words: &[u64]) {
-        while self.offset.is_none() {
-            let Some((&word, rest)) = words.split_first() else {
-                return;
-            };
-            words = rest;
-            if word == !0 {
-                self.next += 1;
-                continue;
+    /// Consumes the leading words of `words` that change no stored word:
+    /// all-ones words of the prefix, the word that ends it when it holds
+    /// nothing past the offset, and zero words before the first stored word.
+    /// Returns how many were consumed; `start` and `offset` are set as needed.
+    fn consume_leading(&mut self, words: &[u64]) -> usize {
+        let mut i = 0;
+        if self.offset.is_none() {
+            while i < words.len() && words[i] == !0 {
+                i += 1;
             }
+            self.next += i as u64;
+            let Some(&word) = words.get(i) else {
+                return i;
+            };
             let offset = self.next * WORD_BITS + word.trailing_ones() as u64;
             self.offset = Some(offset);
             if word >> (offset % WORD_BITS) != 0 {
                 self.start = self.next;
-                self.words.push(word);
-            } else {
-                self.start = self.next + 1;
+                return i;
             }
+            i += 1;
             self.next += 1;
+            self.start = self.next;
         }
         if self.words.is_empty() {
-            let zeros = words.iter().take_while(|&&w| w == 0).count();
-            self.start += zeros as u64;
+            let zeros = words[i..].iter().take_while(|&&w| w == 0).count();
+            i += zeros;
             self.next += zeros as u64;
-            words = &words[zeros..];
+            self.start = self.next;
         }
+        i
+    }
+
+    /// Pushes words as they are.
+    pub(crate) fn words(&mut self, words: &[u64]) {
+        let skip = self.consume_leading(words);
+        let words = &words[skip..];
         if words.is_empty() {
             return;
         }
@@ -110,18 +118,20 @@ impl Builder {
     pub(crate) fn computed(&mut self, count: usize, compute: impl FnOnce(&mut [u64])) {
         if self.offset.is_some() && !self.words.is_empty() {
             self.flush_zeros();
-            let len = self.words.len();
-            self.words.resize(len + count, 0);
-            compute(&mut self.words[len..]);
-            self.next += count as u64;
-        } else {
-            let mut scratch = std::mem::take(&mut self.scratch);
-            scratch.clear();
-            scratch.resize(count, 0);
-            compute(&mut scratch);
-            self.words(&scratch);
-            self.scratch = scratch;
         }
+        let len = self.words.len();
+        self.words.resize(len + count, 0);
+        compute(&mut self.words[len..]);
+        if len > 0 {
+            self.next += count as u64;
+            return;
+        }
+        // Nothing stored yet: the new words may end the prefix or lead with zeros.
+        let raw = std::mem::take(&mut self.words);
+        let skip = self.consume_leading(&raw);
+        self.next += (raw.len() - skip) as u64;
+        self.words = raw;
+        self.words.drain(..skip);
     }
 
     pub(crate) fn finish(mut self) -> TailBitmap {

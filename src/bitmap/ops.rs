@@ -11,12 +11,30 @@ pub(crate) fn sweep_points(inputs: &[BitmapView<'_>]) -> Vec<u64> {
     let mut points = Vec::with_capacity(inputs.len() * 4 + 2);
     points.push(0);
     for input in inputs {
-        input.boundaries(&mut points);
+        points.extend_from_slice(&input.boundary_array());
     }
     points.push(WORD_LIMIT);
     points.sort_unstable();
     points.dedup();
     points
+}
+
+/// The sweep points of two inputs, without allocating.
+fn pair_points(a: BitmapView<'_>, b: BitmapView<'_>) -> ([u64; 10], usize) {
+    let mut points = [0u64; 10];
+    let (pa, pb) = (a.boundary_array(), b.boundary_array());
+    points[1..5].copy_from_slice(&pa);
+    points[5..9].copy_from_slice(&pb);
+    points[9] = WORD_LIMIT;
+    points.sort_unstable();
+    let mut len = 1;
+    for i in 1..points.len() {
+        if points[i] != points[len - 1] {
+            points[len] = points[i];
+            len += 1;
+        }
+    }
+    (points, len)
 }
 
 /// `op` applied word by word to `a` and `b`. `op` must map fill words to fill
@@ -28,7 +46,8 @@ fn combine(
     op: impl Fn(u64, u64) -> u64 + Copy,
 ) -> TailBitmap {
     let mut out = Builder::new();
-    for span in sweep_points(&[a, b]).windows(2) {
+    let (points, len) = pair_points(a, b);
+    for span in points[..len].windows(2) {
         let (from, to) = (span[0], span[1]);
         let count = (to - from) as usize;
         match (a.run(from, to), b.run(from, to)) {
@@ -56,7 +75,8 @@ fn combine(
 /// True if `op(a, b)` is non-zero at some word.
 #[inline(always)]
 fn any(a: BitmapView<'_>, b: BitmapView<'_>, op: impl Fn(u64, u64) -> u64 + Copy) -> bool {
-    for span in sweep_points(&[a, b]).windows(2) {
+    let (points, len) = pair_points(a, b);
+    for span in points[..len].windows(2) {
         let (from, to) = (span[0], span[1]);
         let hit = match (a.run(from, to), b.run(from, to)) {
             (Run::Fill(x), Run::Fill(y)) => op(x, y),

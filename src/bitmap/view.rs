@@ -109,9 +109,9 @@ impl<'a> BitmapView<'a> {
 
     /// The word indices where what this bitmap holds changes kind, ascending:
     /// the prefix ends, the word holding `offset`, the tail words start and end.
-    pub(crate) fn boundaries(&self, out: &mut Vec<u64>) {
+    pub(crate) fn boundary_array(&self) -> [u64; 4] {
         let pw = self.prefix_word_index();
-        out.extend_from_slice(&[pw, pw + 1, self.start, self.end_word()]);
+        [pw, pw + 1, self.start, self.end_word()]
     }
 
     /// What the bitmap holds over words `[from, to)`, a range on which it does
