@@ -102,18 +102,6 @@ impl Builder {
         i
     }
 
-    /// Pushes words as they are.
-    pub(crate) fn words(&mut self, words: &[u64]) {
-        let skip = self.consume_leading(words);
-        let words = &words[skip..];
-        if words.is_empty() {
-            return;
-        }
-        self.flush_zeros();
-        self.words.extend_from_slice(words);
-        self.next += words.len() as u64;
-    }
-
     /// Pushes `count` words that `compute` writes into the slice it is given.
     pub(crate) fn computed(&mut self, count: usize, compute: impl FnOnce(&mut [u64])) {
         if self.offset.is_some() && !self.words.is_empty() {

@@ -8,7 +8,7 @@ use super::{TailBitmap, AT_LEAST_INPUTS_MAX};
 
 /// Words counted together; the counter planes of one chunk stay in registers
 /// or L1, and the fixed length lets every lane loop vectorize.
-const CHUNK: usize = 16;
+const CHUNK: usize = 8;
 /// Bit planes of the per-bit counters: enough for `AT_LEAST_INPUTS_MAX`.
 const PLANES: usize = 8;
 const _: () = assert!(AT_LEAST_INPUTS_MAX < 1 << PLANES);
@@ -84,16 +84,28 @@ fn count_at_least(k: usize, inputs: &[&[u64]], dst: &mut [u64]) {
         }
         return;
     }
-    let planes = (usize::BITS - inputs.len().leading_zeros()) as usize;
+    // Counter widths are a compile-time constant so the plane loops unroll
+    // and the counters stay in registers.
+    match usize::BITS - inputs.len().leading_zeros() {
+        2 => count_chunks::<2>(k, inputs, dst),
+        3 => count_chunks::<3>(k, inputs, dst),
+        4 => count_chunks::<4>(k, inputs, dst),
+        _ => count_chunks::<PLANES>(k, inputs, dst),
+    }
+}
+
+/// Bit-sliced counting with `P` counter planes (`inputs.len() < 1 << P`).
+fn count_chunks<const P: usize>(k: usize, inputs: &[&[u64]], dst: &mut [u64]) {
+    debug_assert!(inputs.len() < 1 << P);
     for (chunk_index, dst) in dst.chunks_mut(CHUNK).enumerate() {
         let base = chunk_index * CHUNK;
         let len = dst.len();
-        let mut counter = [[0u64; CHUNK]; PLANES];
+        let mut counter = [[0u64; CHUNK]; P];
         for input in inputs {
             let mut carry = [0u64; CHUNK];
             carry[..len].copy_from_slice(&input[base..base + len]);
             // Ripple-carry add of one bit per lane into the counter planes.
-            for plane in counter.iter_mut().take(planes) {
+            for plane in counter.iter_mut() {
                 for (c, k) in plane.iter_mut().zip(carry.iter_mut()) {
                     let overflow = *c & *k;
                     *c ^= *k;
@@ -104,7 +116,7 @@ fn count_at_least(k: usize, inputs: &[&[u64]], dst: &mut [u64]) {
         // counter >= k, from the most significant plane down.
         let mut greater = [0u64; CHUNK];
         let mut equal = [!0u64; CHUNK];
-        for (bit, plane) in counter.iter().enumerate().take(planes).rev() {
+        for (bit, plane) in counter.iter().enumerate().rev() {
             if (k >> bit) & 1 == 1 {
                 for (e, &c) in equal.iter_mut().zip(plane) {
                     *e &= c;
