@@ -3,8 +3,10 @@
 //! engine. See `DESIGN.md` in the repository for the protocol.
 
 pub mod bitmap;
+pub mod core;
 pub mod frame;
 pub mod ids;
+pub mod sim;
 
 pub use bitmap::{BitmapError, TailBitmap};
 pub use ids::{LeaderId, Lsn, NodeId, LSN_LIMIT};

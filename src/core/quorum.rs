@@ -118,7 +118,8 @@ impl Config {
         let empty = TailBitmap::new();
         let mut result: Option<TailBitmap> = None;
         for set in &self.voter_sets {
-            let inputs: Vec<&TailBitmap> = set.iter().map(|&n| acked(n).unwrap_or(&empty)).collect();
+            let inputs: Vec<&TailBitmap> =
+                set.iter().map(|&n| acked(n).unwrap_or(&empty)).collect();
             let majority = TailBitmap::at_least(set.len() / 2 + 1, &inputs);
             result = Some(match result {
                 None => majority,
@@ -173,16 +174,18 @@ mod tests {
     fn chosen_intersects_set_majorities() {
         let joint = Config::new(vec![vec![1, 2, 3], vec![3, 4, 5]], vec![]).unwrap();
         let acked: Vec<TailBitmap> = vec![
-            [10, 11].into_iter().collect(), // 1
-            [10, 12].into_iter().collect(), // 2
+            [10, 11].into_iter().collect(),     // 1
+            [10, 12].into_iter().collect(),     // 2
             [11, 12, 13].into_iter().collect(), // 3
-            [10, 13].into_iter().collect(), // 4
-            TailBitmap::new(),              // 5
+            [10, 13].into_iter().collect(),     // 4
+            TailBitmap::new(),                  // 5
         ];
         let chosen = joint.chosen(|n| acked.get(n as usize - 1));
         // Set {1,2,3}: 10, 11, 12. Set {3,4,5}: 13 only.
         assert_eq!(chosen, TailBitmap::new());
-        let chosen = Config::uniform([1, 2, 3]).unwrap().chosen(|n| acked.get(n as usize - 1));
+        let chosen = Config::uniform([1, 2, 3])
+            .unwrap()
+            .chosen(|n| acked.get(n as usize - 1));
         assert_eq!(chosen, [10, 11, 12].into_iter().collect());
     }
 }

@@ -7,7 +7,7 @@ use rkyv::rancor::{fail, Fallible, Source};
 use rkyv::{Archive, Deserialize, Serialize};
 
 /// One log entry: `(lsn, author)` names its content uniquely.
-#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq)]
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash)]
 #[rkyv(bytecheck(verify))]
 pub struct Record {
     /// The leader that assigned `lsn` to this content.

@@ -1,0 +1,201 @@
+//! Elections (DESIGN.md §3.1): campaigning, voting, and winning.
+
+use super::deps::Conflicts;
+use super::message::{Grant, Message};
+use super::replica::{Candidate, Leader, MergeState, Replica, Role};
+use crate::bitmap::TailBitmap;
+use crate::ids::{LeaderId, Lsn, NodeId};
+use std::collections::BTreeMap;
+
+impl<C: Conflicts> Replica<C> {
+    /// Whether this replica may campaign or grant now.
+    fn may_vote(&self) -> bool {
+        self.config.is_voter(self.id)
+            && self.demoted_below.is_none()
+            // A base or merge frame in flight: the durable pair is about to change.
+            && self.pending_committer.is_none()
+    }
+
+    /// Becomes a candidate `(max_term_seen + 1, self)`, if allowed.
+    pub(super) fn try_campaign(&mut self) {
+        if !self.may_vote() {
+            self.election_deadline = self.now + self.params.t_min + self.random(self.params.t_min);
+            return;
+        }
+        let c = LeaderId::new(self.max_term_seen + 1, self.id);
+        debug_assert!(c > self.vote);
+        self.raise_vote(c);
+        let timeout = self.params.t_min + self.random(self.params.t_min);
+        self.role = Role::Candidate(Candidate {
+            c,
+            req_sent: false,
+            grants: BTreeMap::new(),
+            deadline: self.now + timeout,
+        });
+        self.following = Default::default();
+    }
+
+    /// Sends `ElectReq` once the slot holds `vote = c`, and checks for a win.
+    pub(super) fn poll_candidate(&mut self) {
+        let Role::Candidate(candidate) = &mut self.role else {
+            return;
+        };
+        let c = candidate.c;
+        if !candidate.req_sent && self.slot.vote == c {
+            candidate.req_sent = true;
+            let accepted = self.accepted.clone();
+            for voter in self.config.voters() {
+                if voter != self.id {
+                    let msg = Message::ElectReq {
+                        candidate: c,
+                        committer: self.committer,
+                        accepted: accepted.clone(),
+                        transfer_from: None,
+                    };
+                    self.send(voter, msg);
+                }
+            }
+        }
+        self.check_win();
+    }
+
+    fn check_win(&mut self) {
+        let Role::Candidate(candidate) = &self.role else {
+            return;
+        };
+        if !candidate.req_sent || self.vote != candidate.c {
+            return;
+        }
+        let me = self.id;
+        if !self
+            .config
+            .is_quorum(|n| n == me || candidate.grants.contains_key(&n))
+        {
+            return;
+        }
+        let Role::Candidate(candidate) = std::mem::replace(&mut self.role, Role::Follower) else {
+            unreachable!()
+        };
+        self.role = Role::Leader(Box::new(Leader {
+            c: candidate.c,
+            merge: MergeState::Won {
+                grants: candidate.grants,
+            },
+            next_seq: 1,
+            next_lsn: 0,
+            followers: BTreeMap::new(),
+            own_acked: TailBitmap::new(),
+            queue: Vec::new(),
+            batch_write: None,
+            deps: super::deps::DepsIndex::new(self.params.strict),
+            reelect_at: None,
+            sent_at: BTreeMap::new(),
+            lease_until: 0,
+        }));
+    }
+
+    /// Stickiness (DESIGN.md §3.1): refuse while a live leader's forward (or
+    /// our own start) is recent, or while we lead with a lease — except for a
+    /// candidate from the node that leader runs on.
+    fn sticky_refuses(&self, c: LeaderId) -> bool {
+        if let Role::Leader(leader) = &self.role {
+            if self.now < leader.lease_until && c.node != self.id {
+                return true;
+            }
+        }
+        if self.now >= self.sticky_until {
+            return false;
+        }
+        match self.following.leader {
+            Some(leader) => c.node != leader.node,
+            None => true,
+        }
+    }
+
+    pub(super) fn on_elect_req(
+        &mut self,
+        from: NodeId,
+        c: LeaderId,
+        req_committer: LeaderId,
+        req_accepted: TailBitmap,
+    ) {
+        let fresh_enough =
+            (req_committer, req_accepted.max()) >= (self.committer, self.accepted.max());
+        let grant = c >= self.vote
+            && c.node == from
+            && fresh_enough
+            && self.config.is_voter(c.node)
+            && self.may_vote()
+            && !self.sticky_refuses(c);
+        if !grant {
+            let msg = Message::ElectReply {
+                candidate: c,
+                vote: self.vote,
+                committer: self.committer,
+                max_lsn: self.accepted.max(),
+                grant: None,
+            };
+            self.send(from, msg);
+            return;
+        }
+        // Set the vote in memory first, then read what the reply carries: a
+        // write completing later cannot be acked to an older leader (I1).
+        if c > self.vote {
+            self.raise_vote(c);
+            self.following = Default::default();
+        }
+        let records = if self.committer == req_committer {
+            self.records_in(&self.accepted.difference(&req_accepted))
+        } else {
+            Vec::new()
+        };
+        let grant = Grant {
+            accepted: self.accepted.clone(),
+            committed: self.durable_committed.clone(),
+            records,
+        };
+        let reply = Message::ElectReply {
+            candidate: c,
+            vote: self.vote,
+            committer: self.committer,
+            max_lsn: self.accepted.max(),
+            grant: Some(grant),
+        };
+        // Sent once the slot holds a vote >= c (`poll_grants`).
+        self.grant_replies.push((c, from, reply));
+    }
+
+    pub(super) fn on_elect_reply(
+        &mut self,
+        from: NodeId,
+        answered: LeaderId,
+        vote: LeaderId,
+        committer: LeaderId,
+        max_lsn: Option<Lsn>,
+        grant: Option<Grant>,
+    ) {
+        self.max_term_seen = self.max_term_seen.max(vote.term);
+        let own_freshness = (self.committer, self.accepted.max());
+        let Role::Candidate(candidate) = &mut self.role else {
+            return;
+        };
+        // A reply names the campaign it answers; one for an earlier campaign
+        // of ours is ignored (N8a).
+        if answered != candidate.c && !self.mutations.accept_stale_replies {
+            return;
+        }
+        match grant {
+            Some(grant) => {
+                debug_assert!(committer <= self.committer || self.mutations.accept_stale_replies);
+                candidate.grants.insert(from, grant);
+            }
+            None => {
+                if vote > candidate.c || (committer, max_lsn) > own_freshness {
+                    // Someone is ahead: stop, retry later with a greater term.
+                    self.role = Role::Follower;
+                    self.election_deadline = self.now + self.random(self.params.t_min);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,351 @@
+//! Forwarding (DESIGN.md §3.3): the leader's pipelined forwards, base
+//! forwards on a committer switch, and the follower's side with its acks.
+
+use super::deps::Conflicts;
+use super::io::WalEntry;
+use super::message::{LogForward, Message};
+use super::replica::{MergeState, Replica, Role};
+use crate::bitmap::TailBitmap;
+use crate::frame::Record;
+use crate::ids::{LeaderId, NodeId};
+
+impl<C: Conflicts> Replica<C> {
+    pub(super) fn poll_leader(&mut self) {
+        self.poll_merge();
+        self.poll_reelect();
+        let Role::Leader(leader) = &self.role else {
+            return;
+        };
+        if !matches!(leader.merge, MergeState::Established) {
+            return;
+        }
+        self.flush_batch();
+        self.send_forwards();
+        self.advance_commit();
+    }
+
+    /// Proposals that arrived while the last batch was being written form
+    /// the next batch (group commit).
+    fn flush_batch(&mut self) {
+        let Role::Leader(leader) = &mut self.role else {
+            return;
+        };
+        if leader.queue.is_empty() || leader.batch_write.is_some() {
+            return;
+        }
+        let records = std::mem::take(&mut leader.queue);
+        let c = leader.c;
+        let write = self.append(WalEntry::Records {
+            committer: c,
+            records,
+        });
+        if let Role::Leader(leader) = &mut self.role {
+            leader.batch_write = Some(write);
+        }
+    }
+
+    /// The LSNs the leader can forward: its log and what it is writing.
+    fn leader_lsns(&self) -> TailBitmap {
+        let mut lsns = self.accepted.clone();
+        for lsn in self.unsynced.keys() {
+            lsns.insert(*lsn).expect("valid LSN");
+        }
+        lsns
+    }
+
+    fn send_forwards(&mut self) {
+        let now = self.now;
+        let params = self.params.clone();
+        let all = self.leader_lsns();
+        let committed = self.committed.clone();
+        let Role::Leader(leader) = &mut self.role else {
+            return;
+        };
+        let c = leader.c;
+        // (follower, seq, base, LSNs to carry)
+        let mut plans: Vec<(NodeId, u64, Option<TailBitmap>, TailBitmap)> = Vec::new();
+        for (&follower, progress) in leader.followers.iter_mut() {
+            // Resend what a later echo or the timeout says was lost.
+            let echoed = progress.echoed_seq;
+            let acked = &progress.acked;
+            progress.inflight.retain(|&seq, (sent, lsns)| {
+                seq + params.window as u64 > echoed
+                    && now < *sent + params.retransmit
+                    && !lsns.is_subset(acked)
+            });
+            let heartbeat_due = now >= progress.last_send + params.heartbeat;
+            let (base, lsns) = if progress.needs_base {
+                // Nothing but the base forward until the follower acks it;
+                // it goes again after the retransmit timeout.
+                match progress.base_sent {
+                    Some(sent) if now < sent + params.retransmit.max(params.heartbeat) => continue,
+                    _ => {
+                        progress.base_sent = Some(now);
+                        let lsns = all.difference(&progress.assumed_committed);
+                        (Some(progress.assumed_committed.clone()), lsns)
+                    }
+                }
+            } else {
+                let mut pending = all.difference(&progress.acked);
+                for (_, lsns) in progress.inflight.values() {
+                    pending = pending.difference(lsns);
+                }
+                if progress.inflight.len() < params.window && !pending.is_empty() {
+                    (None, pending.iter().take(params.max_batch).collect())
+                } else if heartbeat_due {
+                    (None, TailBitmap::new())
+                } else {
+                    continue;
+                }
+            };
+            let seq = leader.next_seq;
+            leader.next_seq += 1;
+            leader.sent_at.insert(seq, now);
+            progress.last_send = now;
+            if base.is_none() && !lsns.is_empty() {
+                progress.inflight.insert(seq, (now, lsns.clone()));
+            }
+            plans.push((follower, seq, base, lsns));
+        }
+        for (to, seq, base, lsns) in plans {
+            let records = lsns
+                .iter()
+                .map(|lsn| {
+                    self.record_at(lsn)
+                        .expect("the leader holds every LSN it forwards")
+                        .clone()
+                })
+                .collect();
+            let forward = LogForward {
+                leader: c,
+                seq,
+                base,
+                records,
+                committed: committed.clone(),
+                transfer_to: None,
+            };
+            self.send(to, Message::Forward(forward));
+        }
+    }
+
+    /// A refusal with a greater vote (DESIGN.md §3.1).
+    pub(super) fn on_refuse(&mut self, answered: LeaderId, vote: LeaderId, committer: LeaderId) {
+        self.max_term_seen = self.max_term_seen.max(vote.term);
+        let own_committer = self.committer;
+        let delay = self.random(self.params.t_min / 2);
+        let now = self.now;
+        let Role::Leader(leader) = &mut self.role else {
+            return;
+        };
+        if answered != leader.c || vote <= leader.c {
+            return;
+        }
+        if committer > own_committer {
+            // A newer leader's base reached that replica: stop leading.
+            self.role = Role::Follower;
+            self.election_deadline = now + delay;
+            return;
+        }
+        // A failed candidate raised its vote: stop proposing, let own writes
+        // complete, and campaign again after a random delay.
+        if leader.reelect_at.is_none() {
+            leader.reelect_at = Some(now + delay);
+        }
+    }
+
+    fn poll_reelect(&mut self) {
+        let Role::Leader(leader) = &self.role else {
+            return;
+        };
+        let Some(at) = leader.reelect_at else { return };
+        if self.now >= at && self.writes.is_empty() {
+            self.role = super::replica::Role::Follower;
+            self.try_campaign();
+        }
+    }
+
+    pub(super) fn on_need_base(&mut self, from: NodeId, answered: LeaderId, committed: TailBitmap) {
+        let Role::Leader(leader) = &mut self.role else {
+            return;
+        };
+        if answered != leader.c {
+            return;
+        }
+        if let Some(progress) = leader.followers.get_mut(&from) {
+            progress.needs_base = true;
+            progress.base_sent = None;
+            progress.assumed_committed = committed;
+            progress.inflight.clear();
+        }
+    }
+
+    pub(super) fn on_ack(&mut self, from: NodeId, answered: LeaderId, seq: u64, acked: TailBitmap) {
+        let Role::Leader(leader) = &mut self.role else {
+            return;
+        };
+        if answered != leader.c || self.vote != leader.c {
+            return;
+        }
+        if let Some(progress) = leader.followers.get_mut(&from) {
+            // Only acks to forwards of this leadership ever land here.
+            progress.needs_base = false;
+            progress.base_sent = None;
+            progress.acked.union_with(&acked);
+            progress.echoed_seq = progress.echoed_seq.max(seq);
+        }
+    }
+
+    // ---- Follower side ----------------------------------------------------
+
+    pub(super) fn on_forward(&mut self, from: NodeId, forward: LogForward) {
+        let c = forward.leader;
+        if c < self.vote || c.node != from || c.node == self.id {
+            // Refused whatever the lease says (T1).
+            let msg = Message::Refuse {
+                leader: c,
+                vote: self.vote,
+                committer: self.committer,
+                max_lsn: self.accepted.max(),
+            };
+            self.send(from, msg);
+            return;
+        }
+        if c > self.vote {
+            self.raise_vote(c);
+        }
+        self.role = Role::Follower;
+        // A valid forward: the follower lease and stickiness restart.
+        self.sticky_until = self.now + self.params.t_min;
+        self.election_deadline = self.now + self.params.t_min + self.random(self.params.t_min);
+        if self.following.leader != Some(c) {
+            self.following = Default::default();
+            self.following.leader = Some(c);
+        }
+        if forward.seq >= self.following.last_seq {
+            self.following.last_seq = forward.seq;
+            self.following.transfer_to = forward.transfer_to;
+        }
+        self.following
+            .leader_committed
+            .union_with(&forward.committed);
+        let effective = self.effective_committer();
+        match forward.base {
+            Some(assumed) if effective != c => {
+                if c < self.committer {
+                    return; // committer never decreases (I2): not reachable past the vote check
+                }
+                if !assumed.is_subset(&self.durable_committed) {
+                    self.send_need_base(from, c);
+                    return;
+                }
+                // One atomic frame: committer = c, the log is keep ∪ base.
+                let keep = self.committed.intersection(&self.accepted);
+                let records: Vec<Record> = forward
+                    .records
+                    .into_iter()
+                    .filter(|r| !keep.contains(r.lsn))
+                    .collect();
+                self.append(WalEntry::Base {
+                    committer: c,
+                    keep: keep.clone(),
+                    records,
+                    committed: keep,
+                });
+                self.pending_committer = Some(c);
+            }
+            _ if effective != c => {
+                self.send_need_base(from, c);
+                return;
+            }
+            // A plain forward, or a base forward again: drops nothing.
+            _ => self.write_new_records(c, forward.records),
+        }
+        self.following.ack_due = true;
+    }
+
+    fn send_need_base(&mut self, to: NodeId, leader: LeaderId) {
+        let msg = Message::NeedBase {
+            leader,
+            committed: self.durable_committed.clone(),
+        };
+        self.send(to, msg);
+    }
+
+    /// Writes the records not already held or being written, tagged `c`.
+    fn write_new_records(&mut self, c: LeaderId, records: Vec<Record>) {
+        let fresh: Vec<Record> = records
+            .into_iter()
+            .filter(|r| match self.record_at(r.lsn) {
+                Some(held) => {
+                    debug_assert!(
+                        held == r || !self.accepted.contains(r.lsn) || held.author != c,
+                        "leader {c:?} sent a second content for LSN {}",
+                        r.lsn
+                    );
+                    held != r
+                }
+                None => true,
+            })
+            .collect();
+        if !fresh.is_empty() {
+            self.append(WalEntry::Records {
+                committer: c,
+                records: fresh,
+            });
+        }
+    }
+
+    /// Acks and committed-marking for the leader this replica follows.
+    pub(super) fn poll_follower(&mut self) {
+        if !matches!(self.role, Role::Follower) {
+            return;
+        }
+        let Some(c) = self.following.leader else {
+            return;
+        };
+        // Only while vote == committer == c at the moment the ack is produced (I1).
+        if self.vote != c || self.committer != c {
+            return;
+        }
+        // Mark committed what the leader says a quorum holds, and we hold too.
+        let newly = self.following.leader_committed.intersection(&self.accepted);
+        self.committed.union_with(&newly);
+        if !self.following.ack_due || self.slot.vote < c || self.demoted_below.is_some() {
+            return;
+        }
+        self.following.ack_due = false;
+        let msg = Message::Ack {
+            leader: c,
+            seq: self.following.last_seq,
+            acked: self.accepted.clone(),
+            committed: self.durable_committed.clone(),
+        };
+        self.send(c.node, msg);
+    }
+
+    /// The leader's lease: from the send time of the greatest seq a quorum
+    /// has echoed (DESIGN.md §3.5).
+    pub(super) fn update_lease(&mut self) {
+        let me = self.id;
+        let lease = self.params.lease();
+        let Role::Leader(leader) = &mut self.role else {
+            return;
+        };
+        let mut echoes: Vec<u64> = leader.followers.values().map(|p| p.echoed_seq).collect();
+        echoes.sort_unstable();
+        echoes.dedup();
+        for &seq in echoes.iter().rev() {
+            let followers = &leader.followers;
+            let quorum = self
+                .config
+                .is_quorum(|n| n == me || followers.get(&n).is_some_and(|p| p.echoed_seq >= seq));
+            if quorum {
+                if let Some(&sent) = leader.sent_at.get(&seq) {
+                    leader.lease_until = leader.lease_until.max(sent + lease);
+                }
+                leader.sent_at.retain(|&s, _| s >= seq);
+                break;
+            }
+        }
+    }
+}

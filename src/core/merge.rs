@@ -1,0 +1,124 @@
+//! Establishing leadership (DESIGN.md §3.2): merge the logs of the granting
+//! quorum, using only replies with the greatest committer, fill holes with
+//! no-ops, and write one merge frame before the first forward (I4).
+
+use super::deps::{Conflicts, DepsIndex};
+use super::io::WalEntry;
+use super::replica::{MergeState, Progress, Replica, Role};
+use crate::bitmap::TailBitmap;
+use crate::frame::Record;
+use crate::ids::Lsn;
+use std::collections::BTreeMap;
+
+impl<C: Conflicts> Replica<C> {
+    /// Writes the merge frame once the candidate's own writes have settled.
+    pub(super) fn poll_merge(&mut self) {
+        let Role::Leader(leader) = &self.role else {
+            return;
+        };
+        let MergeState::Won { grants } = &leader.merge else {
+            return;
+        };
+        if !self.writes.is_empty() || self.vote != leader.c {
+            return; // own writes in flight are settled first
+        }
+        let c = leader.c;
+        // The greatest committer among the replies is our own (staleness rule).
+        let mut committed_base = self.durable_committed.clone();
+        let mut base: BTreeMap<Lsn, Record> = self.log.clone();
+        for grant in grants.values() {
+            committed_base.union_with(&grant.committed);
+            for record in &grant.records {
+                match base.get(&record.lsn) {
+                    Some(held) => assert_eq!(
+                        held, record,
+                        "two records at one LSN from max-committer replies"
+                    ),
+                    None => {
+                        base.insert(record.lsn, record.clone());
+                    }
+                }
+            }
+        }
+        let base_lsns: TailBitmap = base.keys().copied().collect();
+        if !committed_base.is_subset(&base_lsns) {
+            // A committed LSN with no record: it lives only in a snapshot a
+            // voter holds. It is never filled; without a fetch, the campaign
+            // ends writing nothing.
+            self.role = Role::Follower;
+            self.election_deadline = self.now + self.random(self.params.t_min);
+            return;
+        }
+        // Fill holes with no-ops that depend on every earlier LSN.
+        if let Some(max) = base_lsns.max() {
+            for lsn in 0..=max {
+                base.entry(lsn).or_insert_with(|| Record::noop(c, lsn));
+            }
+        }
+        let keep = self.accepted.clone();
+        let records: Vec<Record> = base
+            .iter()
+            .filter(|(lsn, _)| !keep.contains(**lsn))
+            .map(|(_, r)| r.clone())
+            .collect();
+        let write = self.append(WalEntry::Base {
+            committer: c,
+            keep,
+            records,
+            committed: committed_base.clone(),
+        });
+        // committed_base counts as committed for the leader.
+        self.committed.union_with(&committed_base);
+        let Role::Leader(leader) = &mut self.role else {
+            unreachable!()
+        };
+        let MergeState::Won { grants } =
+            std::mem::replace(&mut leader.merge, MergeState::Writing { write })
+        else {
+            unreachable!()
+        };
+        for member in self.config.members() {
+            if member != self.id {
+                let assumed = grants
+                    .get(&member)
+                    .map(|g| g.committed.clone())
+                    .unwrap_or_default();
+                leader.followers.insert(
+                    member,
+                    Progress {
+                        needs_base: true,
+                        assumed_committed: assumed,
+                        ..Default::default()
+                    },
+                );
+            }
+        }
+    }
+
+    /// The merge frame is durable: the leader is established.
+    pub(super) fn on_merge_durable(&mut self) {
+        let own = self.accepted.clone();
+        let strict = self.params.strict;
+        let mut deps = DepsIndex::new(strict);
+        for record in self.log.values() {
+            let class = if record.cmd.is_empty() {
+                Default::default()
+            } else {
+                self.conflicts.classify(&record.cmd)
+            };
+            deps.assign(record.lsn, &class);
+        }
+        let next_lsn = self.log.keys().next_back().map_or(0, |l| l + 1);
+        let Role::Leader(leader) = &mut self.role else {
+            return;
+        };
+        if self.vote != leader.c || self.committer != leader.c {
+            self.role = Role::Follower;
+            return;
+        }
+        leader.merge = MergeState::Established;
+        leader.own_acked = own;
+        leader.next_lsn = next_lsn;
+        leader.deps = deps;
+    }
+}

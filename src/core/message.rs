@@ -1,0 +1,87 @@
+//! Messages between replicas (DESIGN.md §3.1–3.3).
+
+use crate::bitmap::TailBitmap;
+use crate::frame::Record;
+use crate::ids::{LeaderId, Lsn, NodeId};
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub enum Message {
+    /// A candidate asks for a vote; `committer` and `accepted` are its
+    /// durable pair.
+    ElectReq {
+        candidate: LeaderId,
+        committer: LeaderId,
+        accepted: TailBitmap,
+        /// Set when campaigning to take over from this leader by transfer.
+        transfer_from: Option<LeaderId>,
+    },
+    /// The answer to `ElectReq { candidate }`.
+    ElectReply {
+        candidate: LeaderId,
+        vote: LeaderId,
+        committer: LeaderId,
+        max_lsn: Option<Lsn>,
+        grant: Option<Grant>,
+    },
+    Forward(LogForward),
+    /// A follower holds `acked` durably as `leader`'s records or as committed.
+    Ack {
+        leader: LeaderId,
+        /// The greatest `seq` received from `leader`.
+        seq: u64,
+        acked: TailBitmap,
+        /// The follower's durable `committed`.
+        committed: TailBitmap,
+    },
+    /// A forward from `leader` was refused: the follower's vote is greater.
+    Refuse {
+        leader: LeaderId,
+        vote: LeaderId,
+        committer: LeaderId,
+        max_lsn: Option<Lsn>,
+    },
+    /// The follower cannot take `leader`'s forward without a base: its
+    /// committer differs, or it no longer covers the assumed `committed`.
+    NeedBase {
+        leader: LeaderId,
+        committed: TailBitmap,
+    },
+}
+
+/// What a granting voter sends back (DESIGN.md §3.1).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct Grant {
+    pub accepted: TailBitmap,
+    /// The voter's durable `committed`.
+    pub committed: TailBitmap,
+    /// Records the candidate lacks, only when the voter's committer equals
+    /// the candidate's.
+    pub records: Vec<Record>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct LogForward {
+    pub leader: LeaderId,
+    pub seq: u64,
+    /// Present on a base forward: the follower's `committed` the leader relied
+    /// on. `records` then holds every base record outside it.
+    pub base: Option<TailBitmap>,
+    pub records: Vec<Record>,
+    /// LSNs a quorum established as committed.
+    pub committed: TailBitmap,
+    pub transfer_to: Option<NodeId>,
+}
+
+impl Message {
+    /// A short name for traces.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Message::ElectReq { .. } => "ElectReq",
+            Message::ElectReply { .. } => "ElectReply",
+            Message::Forward(_) => "Forward",
+            Message::Ack { .. } => "Ack",
+            Message::Refuse { .. } => "Refuse",
+            Message::NeedBase { .. } => "NeedBase",
+        }
+    }
+}

@@ -1,0 +1,647 @@
+//! One replica's state and its step function. The protocol's rules live in
+//! the sibling modules (`elect`, `merge`, `forward`, `commit`); this file
+//! holds the state they share, the durable bookkeeping (slot file and WAL
+//! completions, recovery), and the end-of-step `poll` that emits whatever a
+//! step made possible.
+
+use super::deps::{Conflicts, DepsIndex};
+use super::io::{Input, Nanos, Output, ProposalId, SlotState, WalEntry, WriteId};
+use super::message::{Grant, Message};
+
+use super::params::Params;
+use super::quorum::Config;
+use super::rng::Rng;
+use crate::bitmap::TailBitmap;
+use crate::frame::Record;
+use crate::ids::{LeaderId, Lsn, NodeId};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// What recovery found on disk: the slot file and the durable WAL entries in
+/// order (the runtime's WAL has already cut any torn tail).
+#[derive(Clone, Debug, Default)]
+pub struct Durable {
+    pub slot: Option<SlotState>,
+    pub wal: Vec<WalEntry>,
+    /// Recovery found corruption vouched for by a later frame (DESIGN.md §4).
+    pub corrupted: bool,
+}
+
+/// Test-only switches that remove one rule each, so the simulator can show
+/// that the rule is needed. All off in production.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Mutations {
+    /// Count vote replies addressed to an earlier campaign (N8a).
+    pub accept_stale_replies: bool,
+}
+
+pub(super) enum Role {
+    Follower,
+    Candidate(Candidate),
+    Leader(Box<Leader>),
+}
+
+pub(super) struct Candidate {
+    pub c: LeaderId,
+    pub req_sent: bool,
+    pub grants: BTreeMap<NodeId, Grant>,
+    pub deadline: Nanos,
+}
+
+/// Per-follower replication state of a leader.
+#[derive(Default)]
+pub(super) struct Progress {
+    pub needs_base: bool,
+    /// When the base forward went out, while it is unanswered.
+    pub base_sent: Option<Nanos>,
+    /// The follower's `committed` the base forward relies on.
+    pub assumed_committed: TailBitmap,
+    /// LSNs the follower acknowledged to this leadership.
+    pub acked: TailBitmap,
+    pub echoed_seq: u64,
+    /// Forwards with records not yet known received: seq → (sent at, LSNs).
+    pub inflight: BTreeMap<u64, (Nanos, TailBitmap)>,
+    pub last_send: Nanos,
+}
+
+pub(super) enum MergeState {
+    /// Won; waiting for own writes to settle before merging.
+    Won {
+        grants: BTreeMap<NodeId, Grant>,
+    },
+    /// The merge frame is written; waiting for it to be durable.
+    Writing {
+        write: WriteId,
+    },
+    Established,
+}
+
+pub(super) struct Leader {
+    pub c: LeaderId,
+    pub merge: MergeState,
+    pub next_seq: u64,
+    pub next_lsn: Lsn,
+    pub followers: BTreeMap<NodeId, Progress>,
+    /// LSNs this leader holds durably as its own records.
+    pub own_acked: TailBitmap,
+    /// Proposed, not yet written.
+    pub queue: Vec<Record>,
+    /// The write carrying the last batch, while it is in flight.
+    pub batch_write: Option<WriteId>,
+    pub deps: DepsIndex,
+    /// A refusal reported a greater vote: campaign again at this time.
+    pub reelect_at: Option<Nanos>,
+    /// Send times of recent seqs, for leases.
+    pub sent_at: BTreeMap<u64, Nanos>,
+    pub lease_until: Nanos,
+}
+
+/// What a follower knows of the leader it follows.
+#[derive(Default)]
+pub(super) struct Following {
+    pub leader: Option<LeaderId>,
+    pub last_seq: u64,
+    pub transfer_to: Option<NodeId>,
+    /// The latest `committed` the leader sent.
+    pub leader_committed: TailBitmap,
+    pub ack_due: bool,
+}
+
+pub struct Replica<C: Conflicts> {
+    pub(super) id: NodeId,
+    pub(super) params: Params,
+    pub(super) conflicts: C,
+    pub(super) config: Config,
+    pub(super) now: Nanos,
+    pub(super) rng: Rng,
+    pub(super) out: Vec<Output>,
+    pub(super) mutations: Mutations,
+
+    // The slot file.
+    pub(super) vote: LeaderId,
+    /// The last durable slot.
+    pub(super) slot: SlotState,
+    pub(super) slot_in_flight: Option<SlotState>,
+    /// Recovery raised the vote above the slot's: answer nothing until the
+    /// slot write lands (DESIGN.md §4).
+    pub(super) hold_answers: bool,
+
+    // The log.
+    /// The durable committer (of the newest durable base or merge frame).
+    pub(super) committer: LeaderId,
+    /// A base frame issued and not yet durable.
+    pub(super) pending_committer: Option<LeaderId>,
+    /// Records held durably under `committer`.
+    pub(super) log: BTreeMap<Lsn, Record>,
+    pub(super) accepted: TailBitmap,
+    /// Issued, not yet durable.
+    pub(super) writes: BTreeMap<WriteId, WalEntry>,
+    pub(super) next_write: WriteId,
+    /// Records of writes in flight, by LSN (the newest issued).
+    pub(super) unsynced: BTreeMap<Lsn, Record>,
+    pub(super) committed: TailBitmap,
+    pub(super) durable_committed: TailBitmap,
+    pub(super) committed_write: Option<WriteId>,
+    pub(super) applied: TailBitmap,
+    pub(super) applying: BTreeSet<Lsn>,
+
+    pub(super) max_term_seen: u64,
+    pub(super) role: Role,
+    pub(super) following: Following,
+    /// Refuse votes until then (a live leader's forward, or a restart).
+    pub(super) sticky_until: Nanos,
+    pub(super) election_deadline: Nanos,
+    /// Recovery found corruption: no campaigning, granting or counted acks
+    /// until a base from a leader greater than this is installed.
+    pub(super) demoted_below: Option<LeaderId>,
+    /// Grant replies, read at grant time, waiting for the slot to hold the
+    /// vote: (candidate, to, reply).
+    pub(super) grant_replies: Vec<(LeaderId, NodeId, Message)>,
+    pub(super) proposals: BTreeMap<(Lsn, LeaderId), ProposalId>,
+    /// Counts base and merge frames made durable: the log only grows between.
+    pub(super) log_epoch: u64,
+}
+
+impl<C: Conflicts> Replica<C> {
+    /// Starts a replica from what recovery found. Leadership is volatile: it
+    /// starts as a follower and refuses votes for `T_min` plus the drift
+    /// allowance.
+    pub fn new(
+        id: NodeId,
+        config: Config,
+        params: Params,
+        conflicts: C,
+        durable: Durable,
+        now: Nanos,
+        seed: u64,
+    ) -> Self {
+        let mut replica = Replica {
+            id,
+            params,
+            conflicts,
+            config,
+            now,
+            rng: Rng::new(seed ^ id.wrapping_mul(0x9e37_79b9_7f4a_7c15)),
+            out: Vec::new(),
+            mutations: Mutations::default(),
+            vote: LeaderId::ZERO,
+            slot: SlotState::default(),
+            slot_in_flight: None,
+            hold_answers: false,
+            committer: LeaderId::ZERO,
+            pending_committer: None,
+            log: BTreeMap::new(),
+            accepted: TailBitmap::new(),
+            writes: BTreeMap::new(),
+            next_write: 0,
+            unsynced: BTreeMap::new(),
+            committed: TailBitmap::new(),
+            durable_committed: TailBitmap::new(),
+            committed_write: None,
+            applied: TailBitmap::new(),
+            applying: BTreeSet::new(),
+            max_term_seen: 0,
+            role: Role::Follower,
+            following: Following::default(),
+            sticky_until: 0,
+            election_deadline: 0,
+            demoted_below: None,
+            grant_replies: Vec::new(),
+            proposals: BTreeMap::new(),
+            log_epoch: 0,
+        };
+        if let Some(slot) = durable.slot {
+            replica.slot = slot;
+            replica.vote = slot.vote;
+        }
+        // `committer` comes from the newest surviving base or merge frame, and
+        // from the slot's copy only if none survives. Records before the first
+        // surviving base were written under one committer whose frame may be
+        // purged: they are taken as they are, and that base then keeps or drops them.
+        let mut base_seen = false;
+        for entry in durable.wal {
+            base_seen |= matches!(entry, WalEntry::Base { .. });
+            replica.make_durable_as(entry, !base_seen);
+        }
+        if !base_seen {
+            replica.committer = replica.slot.committer;
+        }
+        replica.committed = replica.durable_committed.clone();
+        // I2 across recoveries: the vote never falls below the committer.
+        replica.vote = replica.vote.max(replica.committer);
+        replica.hold_answers =
+            replica.vote != replica.slot.vote || replica.committer != replica.slot.committer;
+        replica.max_term_seen = replica.vote.term.max(replica.committer.term);
+        if durable.corrupted {
+            replica.demoted_below = Some(replica.vote);
+        }
+        replica.sticky_until = now + replica.params.t_min + replica.params.drift_allowance;
+        replica.election_deadline = replica.sticky_until + replica.random(replica.params.t_min);
+        replica.poll();
+        replica
+    }
+
+    pub fn set_mutations(&mut self, mutations: Mutations) {
+        self.mutations = mutations;
+    }
+
+    /// Consumes one input; returns what the runtime must do.
+    pub fn step(&mut self, input: Input) -> Vec<Output> {
+        match input {
+            Input::Tick { now } => {
+                debug_assert!(now >= self.now, "time never goes back");
+                self.now = self.now.max(now);
+                self.on_tick();
+            }
+            Input::Receive { from, msg } => {
+                if !self.hold_answers {
+                    self.on_message(from, msg);
+                }
+            }
+            Input::SlotDurable { generation } => self.on_slot_durable(generation),
+            Input::WalDurable { upto } => self.on_wal_durable(upto),
+            Input::Propose { id, cmd } => self.on_propose(id, cmd),
+            Input::Applied { lsn, result } => self.on_applied(lsn, result),
+        }
+        self.poll();
+        std::mem::take(&mut self.out)
+    }
+
+    fn on_message(&mut self, from: NodeId, msg: Message) {
+        match msg {
+            Message::ElectReq {
+                candidate,
+                committer,
+                accepted,
+                transfer_from: _,
+            } => self.on_elect_req(from, candidate, committer, accepted),
+            Message::ElectReply {
+                candidate,
+                vote,
+                committer,
+                max_lsn,
+                grant,
+            } => self.on_elect_reply(from, candidate, vote, committer, max_lsn, grant),
+            Message::Forward(forward) => self.on_forward(from, forward),
+            Message::Ack {
+                leader,
+                seq,
+                acked,
+                committed: _,
+            } => self.on_ack(from, leader, seq, acked),
+            Message::Refuse {
+                leader,
+                vote,
+                committer,
+                max_lsn: _,
+            } => self.on_refuse(leader, vote, committer),
+            Message::NeedBase { leader, committed } => self.on_need_base(from, leader, committed),
+        }
+    }
+
+    fn on_tick(&mut self) {
+        match &self.role {
+            Role::Follower => {
+                if self.now >= self.election_deadline {
+                    self.try_campaign();
+                }
+            }
+            Role::Candidate(candidate) => {
+                if self.now >= candidate.deadline {
+                    self.role = Role::Follower;
+                    self.try_campaign();
+                }
+            }
+            Role::Leader(_) => {}
+        }
+    }
+
+    // ---- Small shared helpers ------------------------------------------
+
+    /// Uniform in `[0, bound)`.
+    pub(super) fn random(&mut self, bound: Nanos) -> Nanos {
+        if bound == 0 {
+            0
+        } else {
+            self.rng.next_u64() % bound
+        }
+    }
+
+    pub(super) fn send(&mut self, to: NodeId, msg: Message) {
+        debug_assert_ne!(to, self.id);
+        self.out.push(Output::Send { to, msg });
+    }
+
+    /// Raises the vote. A leader or candidate whose vote moves on stops at
+    /// once (DESIGN.md §3.1): it counts no acks, proposes nothing, serves no reads.
+    pub(super) fn raise_vote(&mut self, vote: LeaderId) {
+        assert!(vote >= self.vote, "vote never decreases");
+        self.vote = vote;
+        self.max_term_seen = self.max_term_seen.max(vote.term);
+        let acting = match &self.role {
+            Role::Follower => None,
+            Role::Candidate(c) => Some(c.c),
+            Role::Leader(l) => Some(l.c),
+        };
+        if acting.is_some_and(|c| c != vote) {
+            self.role = Role::Follower;
+        }
+    }
+
+    /// Issues a WAL write.
+    pub(super) fn append(&mut self, entry: WalEntry) -> WriteId {
+        let id = self.next_write;
+        self.next_write += 1;
+        match &entry {
+            WalEntry::Records { records, .. } => {
+                for r in records {
+                    self.unsynced.insert(r.lsn, r.clone());
+                }
+            }
+            WalEntry::Base { records, .. } => {
+                self.unsynced.clear();
+                for r in records {
+                    self.unsynced.insert(r.lsn, r.clone());
+                }
+            }
+            WalEntry::Committed { .. } => {}
+        }
+        self.writes.insert(id, entry.clone());
+        self.out.push(Output::AppendWal { id, entry });
+        id
+    }
+
+    /// The committer a new write would be tagged with.
+    pub(super) fn effective_committer(&self) -> LeaderId {
+        self.pending_committer.unwrap_or(self.committer)
+    }
+
+    /// The record this replica has (or is writing) at `lsn`.
+    pub(super) fn record_at(&self, lsn: Lsn) -> Option<&Record> {
+        self.unsynced.get(&lsn).or_else(|| self.log.get(&lsn))
+    }
+
+    /// Records of the durable log at `lsns`.
+    pub(super) fn records_in(&self, lsns: &TailBitmap) -> Vec<Record> {
+        self.log
+            .iter()
+            .filter(|(l, _)| lsns.contains(**l))
+            .map(|(_, r)| r.clone())
+            .collect()
+    }
+
+    // ---- Durability -----------------------------------------------------
+
+    fn on_slot_durable(&mut self, generation: u64) {
+        if let Some(slot) = self.slot_in_flight {
+            if slot.generation == generation {
+                self.slot = slot;
+                self.slot_in_flight = None;
+                if self.slot.vote == self.vote && self.slot.committer == self.committer {
+                    self.hold_answers = false;
+                }
+            }
+        }
+    }
+
+    fn on_wal_durable(&mut self, upto: WriteId) {
+        while let Some(entry) = self.writes.first_entry() {
+            if *entry.key() >= upto {
+                break;
+            }
+            let (id, entry) = entry.remove_entry();
+            if self.committed_write == Some(id) {
+                self.committed_write = None;
+            }
+            self.make_durable_live(id, entry);
+        }
+    }
+
+    /// A write became durable while running: the same state change as in
+    /// recovery, plus what waits for it.
+    fn make_durable_live(&mut self, id: WriteId, entry: WalEntry) {
+        let tagged = match &entry {
+            WalEntry::Records { committer, .. } => Some(*committer),
+            WalEntry::Base { committer, .. } => Some(*committer),
+            WalEntry::Committed { .. } => None,
+        };
+        let lsns: Vec<Lsn> = match &entry {
+            WalEntry::Records { records, .. } | WalEntry::Base { records, .. } => {
+                records.iter().map(|r| r.lsn).collect()
+            }
+            WalEntry::Committed { .. } => Vec::new(),
+        };
+        let is_base = matches!(entry, WalEntry::Base { .. });
+        self.make_durable(entry);
+        for lsn in &lsns {
+            if self.log.contains_key(lsn) {
+                let same = self.unsynced.get(lsn) == self.log.get(lsn);
+                if same {
+                    self.unsynced.remove(lsn);
+                }
+            }
+        }
+        if is_base && self.demoted_below.is_some_and(|v| self.committer > v) {
+            // The base of a leader elected without us: it holds whatever we
+            // may have acked and lost, so we are a voter again.
+            self.demoted_below = None;
+        }
+        let Some(tag) = tagged else { return };
+        if let Role::Leader(leader) = &mut self.role {
+            if let MergeState::Writing { write } = leader.merge {
+                if write == id {
+                    self.on_merge_durable();
+                    return;
+                }
+            }
+            if let Role::Leader(leader) = &mut self.role {
+                if leader.batch_write == Some(id) {
+                    leader.batch_write = None;
+                }
+                // The leader's own ack (I1): only while vote == committer == c.
+                if tag == leader.c && self.vote == leader.c && self.committer == leader.c {
+                    for lsn in lsns {
+                        if self.accepted.contains(lsn) {
+                            leader.own_acked.insert(lsn).expect("valid LSN");
+                        }
+                    }
+                }
+            }
+        } else if self.following.leader == Some(tag) {
+            self.following.ack_due = true;
+        }
+    }
+
+    /// Applies a durable WAL entry to the durable state. Recovery replays
+    /// entries through exactly this function.
+    fn make_durable(&mut self, entry: WalEntry) {
+        self.make_durable_as(entry, false);
+    }
+
+    /// `any_tag`: take records whatever committer they were written under
+    /// (recovery, before the first surviving base frame).
+    fn make_durable_as(&mut self, entry: WalEntry, any_tag: bool) {
+        match entry {
+            WalEntry::Records { committer, records } => {
+                // A completion adds its LSNs only if that is still the committer.
+                if any_tag || committer == self.committer {
+                    for r in records {
+                        self.accepted.insert(r.lsn).expect("valid LSN");
+                        self.log.insert(r.lsn, r);
+                    }
+                }
+            }
+            WalEntry::Base {
+                committer,
+                keep,
+                records,
+                committed,
+            } => {
+                // Replayed as "the log is now exactly keep ∪ records", never as an insert.
+                assert!(
+                    committer >= self.committer,
+                    "committer never decreases (I2)"
+                );
+                self.log.retain(|lsn, _| keep.contains(*lsn));
+                for r in records {
+                    self.log.insert(r.lsn, r);
+                }
+                self.accepted = self.log.keys().copied().collect();
+                self.committer = committer;
+                self.log_epoch += 1;
+                if self.pending_committer == Some(committer) {
+                    self.pending_committer = None;
+                }
+                self.durable_committed = self
+                    .durable_committed
+                    .union(&committed)
+                    .intersection(&self.accepted);
+                self.committed = self
+                    .committed
+                    .union(&committed)
+                    .intersection(&self.accepted);
+            }
+            WalEntry::Committed { committed } => {
+                self.durable_committed
+                    .union_with(&committed.intersection(&self.accepted));
+            }
+        }
+    }
+
+    // ---- End of step ----------------------------------------------------
+
+    /// Emits whatever the state now allows, in an order that respects the
+    /// ordering contract.
+    fn poll(&mut self) {
+        self.poll_slot();
+        self.poll_candidate();
+        self.poll_grants();
+        self.poll_leader();
+        self.poll_follower();
+        self.poll_committed();
+        self.poll_apply();
+    }
+
+    fn poll_slot(&mut self) {
+        if self.slot_in_flight.is_some() {
+            return; // at most one in flight; later changes coalesce into the next
+        }
+        if self.vote != self.slot.vote || self.committer != self.slot.committer {
+            let slot = SlotState {
+                generation: self.slot.generation + 1,
+                vote: self.vote,
+                committer: self.committer,
+            };
+            self.slot_in_flight = Some(slot);
+            self.out.push(Output::WriteSlot(slot));
+        }
+    }
+
+    fn poll_grants(&mut self) {
+        if self.grant_replies.is_empty() {
+            return;
+        }
+        let durable_vote = self.slot.vote;
+        let (ready, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.grant_replies)
+            .into_iter()
+            .partition(|(c, _, _)| durable_vote >= *c);
+        self.grant_replies = waiting;
+        for (_, to, msg) in ready {
+            self.send(to, msg);
+        }
+    }
+
+    fn poll_committed(&mut self) {
+        if self.committed_write.is_some() {
+            return;
+        }
+        let holdable = self.committed.intersection(&self.accepted);
+        if !holdable.is_subset(&self.durable_committed) {
+            let id = self.append(WalEntry::Committed {
+                committed: holdable,
+            });
+            self.committed_write = Some(id);
+        }
+    }
+
+    // ---- Read access for the simulator's checks and the runtime ----------
+
+    pub fn id(&self) -> NodeId {
+        self.id
+    }
+
+    pub fn vote(&self) -> LeaderId {
+        self.vote
+    }
+
+    pub fn committer(&self) -> LeaderId {
+        self.committer
+    }
+
+    pub fn accepted(&self) -> &TailBitmap {
+        &self.accepted
+    }
+
+    pub fn committed(&self) -> &TailBitmap {
+        &self.committed
+    }
+
+    pub fn applied(&self) -> &TailBitmap {
+        &self.applied
+    }
+
+    pub fn log(&self) -> &BTreeMap<Lsn, Record> {
+        &self.log
+    }
+
+    /// The LeaderId this replica currently leads as, once established.
+    pub fn established_leader(&self) -> Option<LeaderId> {
+        match &self.role {
+            Role::Leader(l) if matches!(l.merge, MergeState::Established) => Some(l.c),
+            _ => None,
+        }
+    }
+
+    /// The LSNs this replica, as leader, holds durably as its own records.
+    pub fn own_acked(&self) -> Option<(LeaderId, &TailBitmap)> {
+        match &self.role {
+            Role::Leader(l) => Some((l.c, &l.own_acked)),
+            _ => None,
+        }
+    }
+
+    /// Changes whenever the log is replaced by a base or merge frame; between
+    /// two changes the log only grows.
+    pub fn log_epoch(&self) -> u64 {
+        self.log_epoch
+    }
+
+    /// The record held or being written at `lsn`.
+    pub fn record(&self, lsn: Lsn) -> Option<&Record> {
+        self.record_at(lsn)
+    }
+
+    /// The leader this replica last followed, if any.
+    pub fn known_leader(&self) -> Option<LeaderId> {
+        self.established_leader().or(self.following.leader)
+    }
+}

@@ -1,0 +1,384 @@
+//! The simulator's safety checks (DESIGN.md §3.8), run after every step.
+//!
+//! The checker watches what replicas *do* — the acks they send, the bases
+//! they establish, the records they apply — and keeps its own account of what
+//! was chosen, independent of what any replica believes.
+
+use super::kv::{KvConflicts, KvState};
+use crate::bitmap::TailBitmap;
+use crate::core::{Config, Conflicts, Replica};
+use crate::frame::Record;
+use crate::ids::{LeaderId, Lsn, NodeId};
+use std::collections::BTreeMap;
+
+pub type Violation = String;
+
+#[derive(Default)]
+pub struct Checker {
+    config: Option<Config>,
+    /// Per leadership, the LSNs each replica acknowledged to it.
+    acks: BTreeMap<LeaderId, BTreeMap<NodeId, TailBitmap>>,
+    /// Per leadership, the content acknowledged at each LSN.
+    acked_content: BTreeMap<LeaderId, BTreeMap<Lsn, Record>>,
+    chosen_by: BTreeMap<LeaderId, TailBitmap>,
+    /// Every chosen LSN, its one content, and the first leadership that chose it.
+    pub chosen: BTreeMap<Lsn, (Record, LeaderId)>,
+    /// Each leader's base, as it was when it became established.
+    bases: BTreeMap<LeaderId, BTreeMap<Lsn, Record>>,
+    /// Who established each LeaderId: (node, incarnation).
+    established_by: BTreeMap<LeaderId, (NodeId, u64)>,
+    max_committer: BTreeMap<NodeId, LeaderId>,
+    /// Per node, what I3 already covered: (incarnation, log epoch, LSNs checked).
+    i3_checked: BTreeMap<NodeId, (u64, u64, TailBitmap)>,
+}
+
+impl Checker {
+    pub fn new(config: Config) -> Self {
+        Checker {
+            config: Some(config),
+            ..Default::default()
+        }
+    }
+
+    fn config(&self) -> &Config {
+        self.config.as_ref().expect("configured")
+    }
+
+    pub fn leaders_established(&self) -> usize {
+        self.bases.len()
+    }
+
+    /// An ack left `sender` for leadership `c` (I1 is checked at the moment
+    /// the ack is produced).
+    pub fn on_ack<C: Conflicts>(
+        &mut self,
+        sender: &Replica<C>,
+        c: LeaderId,
+        acked: &TailBitmap,
+    ) -> Result<(), Violation> {
+        if sender.vote() != c || sender.committer() != c {
+            return Err(format!(
+                "I1: node {} acked {c:?} with vote {:?} committer {:?}",
+                sender.id(),
+                sender.vote(),
+                sender.committer()
+            ));
+        }
+        self.record_acks(sender, c, acked)
+    }
+
+    fn record_acks<C: Conflicts>(
+        &mut self,
+        sender: &Replica<C>,
+        c: LeaderId,
+        acked: &TailBitmap,
+    ) -> Result<(), Violation> {
+        let node = sender.id();
+        let before = self
+            .acks
+            .get(&c)
+            .and_then(|m| m.get(&node))
+            .cloned()
+            .unwrap_or_default();
+        let fresh = acked.difference(&before);
+        if fresh.is_empty() {
+            return Ok(());
+        }
+        let contents = self.acked_content.entry(c).or_default();
+        for lsn in fresh.iter() {
+            let Some(record) = sender.log().get(&lsn) else {
+                return Err(format!(
+                    "node {node} acked LSN {lsn} to {c:?} without holding it"
+                ));
+            };
+            match contents.get(&lsn) {
+                Some(other) if other != record => {
+                    return Err(format!(
+                        "two contents acked to {c:?} at LSN {lsn}: {:?} and {:?}",
+                        other.author, record.author
+                    ))
+                }
+                Some(_) => {}
+                None => {
+                    contents.insert(lsn, record.clone());
+                }
+            }
+        }
+        self.acks
+            .entry(c)
+            .or_default()
+            .insert(node, before.union(acked));
+        self.update_chosen(c)
+    }
+
+    fn update_chosen(&mut self, c: LeaderId) -> Result<(), Violation> {
+        let acks = &self.acks[&c];
+        let chosen = self.config().chosen(|n| acks.get(&n));
+        let before = self.chosen_by.get(&c).cloned().unwrap_or_default();
+        let fresh = chosen.difference(&before);
+        self.chosen_by.insert(c, chosen);
+        for lsn in fresh.iter() {
+            let record = self.acked_content[&c][&lsn].clone();
+            match self.chosen.get(&lsn) {
+                Some((other, under)) if *other != record => {
+                    return Err(format!(
+                        "two values chosen at LSN {lsn}: {:?} under {under:?}, {:?} under {c:?}",
+                        other.author, record.author
+                    ));
+                }
+                Some(_) => {}
+                None => {
+                    self.chosen.insert(lsn, (record.clone(), c));
+                }
+            }
+            for (k, base) in self.bases.range(c..) {
+                if *k > c && base.get(&lsn) != Some(&record) {
+                    return Err(format!(
+                        "LSN {lsn} chosen under {c:?} is missing from the base of later leader {k:?}"
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// A replica issued the merge frame of leadership `c`: `base` is the log
+    /// it makes. LeaderIds are unique, and the base holds every earlier choice.
+    pub fn on_merge_frame(
+        &mut self,
+        node: NodeId,
+        incarnation: u64,
+        c: LeaderId,
+        base: BTreeMap<Lsn, Record>,
+    ) -> Result<(), Violation> {
+        if let Some(&(by, inc)) = self.established_by.get(&c) {
+            if (by, inc) != (node, incarnation) {
+                return Err(format!(
+                    "LeaderId {c:?} used twice: node {by} incarnation {inc}, node {node} incarnation {incarnation}"
+                ));
+            }
+            if self.bases.get(&c) != Some(&base) {
+                return Err(format!("leader {c:?} wrote two different merge frames"));
+            }
+            return Ok(());
+        }
+        self.established_by.insert(c, (node, incarnation));
+        for (lsn, (record, under)) in &self.chosen {
+            if *under < c && base.get(lsn) != Some(record) {
+                return Err(format!(
+                    "leader {c:?} merged a base without LSN {lsn}, chosen under {under:?}"
+                ));
+            }
+        }
+        self.bases.insert(c, base);
+        Ok(())
+    }
+
+    /// Checks one replica after it took a step.
+    pub fn after_step<C: Conflicts>(
+        &mut self,
+        replica: &Replica<C>,
+        incarnation: u64,
+    ) -> Result<(), Violation> {
+        let node = replica.id();
+        // I2: committer <= vote, and committer never decreases, across recoveries too.
+        if replica.committer() > replica.vote() {
+            return Err(format!(
+                "I2: node {node} has committer {:?} above vote {:?}",
+                replica.committer(),
+                replica.vote()
+            ));
+        }
+        let max = self.max_committer.entry(node).or_default();
+        if replica.committer() < *max {
+            return Err(format!(
+                "I2: node {node} committer fell from {max:?} to {:?}",
+                replica.committer()
+            ));
+        }
+        *max = replica.committer();
+        if let Some((c, own)) = replica.own_acked() {
+            if !own.is_empty() {
+                let own = own.clone();
+                self.record_acks(replica, c, &own)?;
+            }
+        }
+        self.check_i3(replica, incarnation)
+    }
+
+    /// I3: a replica whose committer is `c` holds every record of `c`'s base
+    /// and nothing outside `c`'s log.
+    fn check_i3<C: Conflicts>(
+        &mut self,
+        replica: &Replica<C>,
+        incarnation: u64,
+    ) -> Result<(), Violation> {
+        let c = replica.committer();
+        if c == LeaderId::ZERO {
+            return Ok(());
+        }
+        // Between base frames the log only grows: check only what is new.
+        let epoch = (incarnation, replica.log_epoch());
+        let checked = match self.i3_checked.get(&replica.id()) {
+            Some((inc, ep, checked)) if (*inc, *ep) == epoch => {
+                if checked == replica.accepted() {
+                    return Ok(());
+                }
+                Some(checked.clone())
+            }
+            _ => None,
+        };
+        let Some(base) = self.bases.get(&c) else {
+            return Err(format!(
+                "node {} has committer {c:?}, which never wrote a merge frame",
+                replica.id()
+            ));
+        };
+        let log = replica.log();
+        if checked.is_none() {
+            for (lsn, record) in base {
+                if log.get(lsn) != Some(record) {
+                    return Err(format!(
+                        "I3: node {} (committer {c:?}) lacks base LSN {lsn}",
+                        replica.id()
+                    ));
+                }
+            }
+        }
+        let fresh = match &checked {
+            Some(done) => replica.accepted().difference(done),
+            None => replica.accepted().clone(),
+        };
+        for lsn in fresh.iter() {
+            let Some(record) = log.get(&lsn) else {
+                return Err(format!(
+                    "node {} accepts LSN {lsn} without holding it",
+                    replica.id()
+                ));
+            };
+            let in_base = base.get(&lsn) == Some(record);
+            let own = record.author == c && !base.contains_key(&lsn);
+            if !in_base && !own {
+                return Err(format!(
+                    "I3: node {} (committer {c:?}) holds {:?}'s record at LSN {lsn}, outside c's log",
+                    replica.id(),
+                    record.author
+                ));
+            }
+        }
+        self.i3_checked
+            .insert(replica.id(), (epoch.0, epoch.1, replica.accepted().clone()));
+        Ok(())
+    }
+
+    /// A replica is about to apply `record`: it must be the chosen one.
+    pub fn on_apply(&self, node: NodeId, record: &Record) -> Result<(), Violation> {
+        match self.chosen.get(&record.lsn) {
+            Some((chosen, _)) if chosen == record => Ok(()),
+            Some((chosen, _)) => Err(format!(
+                "node {node} applies {:?}'s record at LSN {}, but {:?}'s was chosen",
+                record.author, record.lsn, chosen.author
+            )),
+            None => Err(format!(
+                "node {node} applies LSN {}, which was never chosen",
+                record.lsn
+            )),
+        }
+    }
+
+    /// The state after applying `lsns` serially in LSN order.
+    pub fn serial_state(&self, lsns: &TailBitmap) -> Result<KvState, Violation> {
+        let mut state = KvState::default();
+        for lsn in lsns.iter() {
+            let Some((record, _)) = self.chosen.get(&lsn) else {
+                return Err(format!("LSN {lsn} applied but never chosen"));
+            };
+            state.apply(&record.cmd);
+        }
+        Ok(state)
+    }
+
+    /// For chosen interfering records `i < j`, `i` is in the transitive
+    /// dependency closure of `j` (DESIGN.md §3.4).
+    pub fn check_dependency_closure(&self) -> Result<(), Violation> {
+        let classify = |r: &Record| {
+            if r.cmd.is_empty() {
+                Default::default()
+            } else {
+                KvConflicts.classify(&r.cmd)
+            }
+        };
+        let closures = self.closures();
+        // Per key, walking up: the last write must be in the closure, and for
+        // a write every read since it too; by induction that covers every
+        // interfering pair.
+        let mut last_write: BTreeMap<u64, Lsn> = BTreeMap::new();
+        let mut reads_since: BTreeMap<u64, Vec<Lsn>> = BTreeMap::new();
+        let mut last_barrier: Option<Lsn> = None;
+        for (&j, (record, _)) in &self.chosen {
+            let class = classify(record);
+            let closure = &closures[&j];
+            let missing = |i: Lsn| {
+                format!("dependency closure: LSN {i} interferes with {j} but is not in its closure")
+            };
+            if let Some(b) = last_barrier {
+                if !closure.contains(b) {
+                    return Err(missing(b));
+                }
+            }
+            if class.barrier {
+                if closure != &TailBitmap::prefix(j) {
+                    return Err(format!(
+                        "dependency closure: barrier {j} does not cover every earlier LSN"
+                    ));
+                }
+                last_barrier = Some(j);
+            }
+            for key in &class.keys {
+                if let Some(&w) = last_write.get(key) {
+                    if !closure.contains(w) {
+                        return Err(missing(w));
+                    }
+                }
+                let reads = reads_since.entry(*key).or_default();
+                if class.read_only {
+                    reads.push(j);
+                } else {
+                    if let Some(&r) = reads.iter().find(|&&r| !closure.contains(r)) {
+                        return Err(missing(r));
+                    }
+                    reads.clear();
+                    last_write.insert(*key, j);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The transitive dependency closure of every chosen record. A prefix
+    /// in `deps` needs no walk: its records' deps lie below them.
+    pub fn closures(&self) -> BTreeMap<Lsn, TailBitmap> {
+        let mut closures: BTreeMap<Lsn, TailBitmap> = BTreeMap::new();
+        for (&lsn, (record, _)) in &self.chosen {
+            let mut closure = record.deps.clone();
+            for dep in record.deps.iter_tail() {
+                if let Some(c) = closures.get(&dep) {
+                    closure.union_with(c);
+                }
+            }
+            closures.insert(lsn, closure);
+        }
+        closures
+    }
+
+    /// What applying each chosen record returns in a serial apply of all
+    /// chosen records in LSN order (equal to applying just its closure, once
+    /// the closure check holds).
+    pub fn serial_results(&self) -> BTreeMap<Lsn, Vec<u8>> {
+        let mut state = KvState::default();
+        self.chosen
+            .iter()
+            .map(|(&lsn, (record, _))| (lsn, state.apply(&record.cmd)))
+            .collect()
+    }
+}

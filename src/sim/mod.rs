@@ -1,0 +1,832 @@
+//! The deterministic simulator (DESIGN.md §6): N replicas in one thread over
+//! a simulated network and simulated disks, driven by one seeded RNG, with
+//! the checks of §3.8 after every step. The same seed replays the same run.
+
+mod check;
+pub mod kv;
+
+use crate::core::{
+    Config, Durable, Input, Message, Mutations, Nanos, Output, Params, ProposalId, Replica, Rng,
+    SlotState, WalEntry, WriteId,
+};
+use crate::ids::{LeaderId, NodeId};
+use check::{Checker, Violation};
+use kv::{KvConflicts, KvOp, KvState};
+use std::collections::hash_map::DefaultHasher;
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap};
+use std::hash::{Hash, Hasher};
+
+const MS: Nanos = 1_000_000;
+const US: Nanos = 1_000;
+
+/// How hostile the world is while faults are on.
+#[derive(Clone, Debug)]
+pub struct Faults {
+    pub drop: f64,
+    pub duplicate: f64,
+    /// Probability a message is held back for up to `long_delay`.
+    pub delay: f64,
+    pub long_delay: Nanos,
+    /// Mean time between crashes of some replica.
+    pub crash_every: Nanos,
+    /// Mean time between partitions.
+    pub partition_every: Nanos,
+    /// Probability a disk write stalls for up to `disk_stall`.
+    pub disk_stall_p: f64,
+    pub disk_stall: Nanos,
+}
+
+impl Faults {
+    pub fn none() -> Self {
+        Faults {
+            drop: 0.0,
+            duplicate: 0.0,
+            delay: 0.0,
+            long_delay: 0,
+            crash_every: 0,
+            partition_every: 0,
+            disk_stall_p: 0.0,
+            disk_stall: 0,
+        }
+    }
+
+    pub fn standard() -> Self {
+        Faults {
+            drop: 0.05,
+            duplicate: 0.02,
+            delay: 0.05,
+            long_delay: 300 * MS,
+            crash_every: 600 * MS,
+            partition_every: 800 * MS,
+            disk_stall_p: 0.02,
+            disk_stall: 200 * MS,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    pub replicas: usize,
+    pub seed: u64,
+    pub clients: usize,
+    pub keys: u64,
+    /// Simulated time with faults on; then they stop.
+    pub fault_time: Nanos,
+    /// Simulated time after faults stop, in which liveness must show.
+    pub quiet_time: Nanos,
+    pub faults: Faults,
+    pub mutations: Mutations,
+    pub strict: bool,
+}
+
+impl SimConfig {
+    pub fn new(replicas: usize, seed: u64) -> Self {
+        SimConfig {
+            replicas,
+            seed,
+            clients: 3,
+            keys: 4,
+            fault_time: 3_000 * MS,
+            quiet_time: 3_000 * MS,
+            faults: Faults::standard(),
+            mutations: Mutations::default(),
+            strict: false,
+        }
+    }
+
+    /// The command that replays this run exactly.
+    pub fn replay_command(&self) -> String {
+        format!(
+            "traft sim --replicas {} --seeds 1 --start {}{}",
+            self.replicas,
+            self.seed,
+            if self.strict { " --strict" } else { "" }
+        )
+    }
+}
+
+#[derive(Clone, Debug, Default)]
+pub struct Report {
+    pub steps: u64,
+    pub trace_hash: u64,
+    pub chosen: usize,
+    pub leaders: usize,
+    pub replies_ok: u64,
+    pub crashes: u64,
+    pub partitions: u64,
+    /// Simulated time from the end of faults to an established leader.
+    pub recovery_time: Option<Nanos>,
+}
+
+#[derive(Debug)]
+pub struct Failure {
+    pub seed: u64,
+    pub time: Nanos,
+    pub step: u64,
+    pub violation: Violation,
+    pub replay: String,
+}
+
+impl std::fmt::Display for Failure {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "seed {} violated at t={:.3}s step {}: {}\n  replay: {}",
+            self.seed,
+            self.time as f64 / 1e9,
+            self.step,
+            self.violation,
+            self.replay
+        )
+    }
+}
+
+#[derive(Debug, Clone, Hash)]
+enum Event {
+    Tick(NodeId),
+    Deliver {
+        to: NodeId,
+        from: NodeId,
+        msg: Message,
+    },
+    SlotDone {
+        node: NodeId,
+        incarnation: u64,
+        generation: u64,
+    },
+    WalDone {
+        node: NodeId,
+        incarnation: u64,
+        id: WriteId,
+    },
+    ApplyDone {
+        node: NodeId,
+        incarnation: u64,
+        lsn: u64,
+    },
+    Crash(NodeId),
+    Restart(NodeId),
+    Partition,
+    Heal,
+    Client(usize),
+}
+
+struct Node {
+    replica: Option<Replica<KvConflicts>>,
+    incarnation: u64,
+    slot: Option<SlotState>,
+    slot_in_flight: Option<SlotState>,
+    wal: Vec<WalEntry>,
+    wal_in_flight: BTreeMap<WriteId, (WalEntry, bool)>,
+    kv: KvState,
+    /// Apply outputs waiting for their `ApplyDone`.
+    applying: BTreeMap<u64, crate::frame::Record>,
+}
+
+enum ClientState {
+    Idle,
+    Waiting {
+        node: NodeId,
+        id: ProposalId,
+        since: Nanos,
+        op: KvOp,
+    },
+}
+
+struct Client {
+    state: ClientState,
+    target: NodeId,
+}
+
+pub struct Sim {
+    cfg: SimConfig,
+    config: Config,
+    params: Params,
+    rng: Rng,
+    now: Nanos,
+    seq: u64,
+    /// Pending events by (time, sequence): ties run in scheduling order.
+    queue: BinaryHeap<std::cmp::Reverse<(Nanos, u64)>>,
+    events: BTreeMap<u64, Event>,
+    nodes: BTreeMap<NodeId, Node>,
+    clients: Vec<Client>,
+    proposals: BTreeMap<ProposalId, usize>,
+    next_proposal: ProposalId,
+    /// Nodes cut off from the rest, while a partition lasts.
+    cut: BTreeSet<NodeId>,
+    checker: Checker,
+    hasher: DefaultHasher,
+    report: Report,
+    /// OK replies to check against serial apply: (lsn, output).
+    replies: Vec<(u64, Vec<u8>)>,
+    /// Proposals made after faults stopped: id → time proposed.
+    quiet_proposals: BTreeMap<ProposalId, Nanos>,
+    /// Print every event (`TRAFT_SIM_TRACE=1`).
+    trace: bool,
+}
+
+impl Sim {
+    pub fn new(cfg: SimConfig) -> Self {
+        let mut rng = Rng::new(cfg.seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) ^ 0x5eed);
+        let ids: Vec<NodeId> = (1..=cfg.replicas as NodeId).collect();
+        let config = Config::uniform(ids.iter().copied()).expect("valid config");
+        // Parameters drawn per seed, heartbeat well below the lease.
+        let t_min = (100 + rng.next_u64() % 200) * MS;
+        let params = Params {
+            heartbeat: t_min / 10,
+            t_min,
+            rho_ppm: 10_000,
+            drift_allowance: 2 * t_min / 100 + 10 * MS,
+            window: 2 + (rng.next_u64() % 7) as usize,
+            retransmit: (5 + rng.next_u64() % 20) * MS,
+            max_batch: 1 + (rng.next_u64() % 64) as usize,
+            strict: cfg.strict,
+        };
+        let checker = Checker::new(config.clone());
+        let mut sim = Sim {
+            config,
+            params,
+            rng,
+            now: 0,
+            seq: 0,
+            queue: BinaryHeap::new(),
+            events: BTreeMap::new(),
+            nodes: BTreeMap::new(),
+            clients: Vec::new(),
+            proposals: BTreeMap::new(),
+            next_proposal: 1,
+            cut: BTreeSet::new(),
+            checker,
+            hasher: DefaultHasher::new(),
+            report: Report::default(),
+            replies: Vec::new(),
+            quiet_proposals: BTreeMap::new(),
+            trace: std::env::var_os("TRAFT_SIM_TRACE").is_some(),
+            cfg,
+        };
+        for &id in &ids {
+            sim.nodes.insert(
+                id,
+                Node {
+                    replica: None,
+                    incarnation: 0,
+                    slot: None,
+                    slot_in_flight: None,
+                    wal: Vec::new(),
+                    wal_in_flight: BTreeMap::new(),
+                    kv: KvState::default(),
+                    applying: BTreeMap::new(),
+                },
+            );
+            sim.schedule(0, Event::Restart(id));
+        }
+        for c in 0..sim.cfg.clients {
+            sim.clients.push(Client {
+                state: ClientState::Idle,
+                target: ids[c % ids.len()],
+            });
+            let at = 10 * MS + sim.random(50 * MS);
+            sim.schedule(at, Event::Client(c));
+        }
+        if sim.cfg.faults.crash_every > 0 {
+            let at = sim.random(2 * sim.cfg.faults.crash_every);
+            let victim = sim.random_node();
+            sim.schedule(at, Event::Crash(victim));
+        }
+        if sim.cfg.faults.partition_every > 0 {
+            let at = sim.random(2 * sim.cfg.faults.partition_every);
+            sim.schedule(at, Event::Partition);
+        }
+        sim
+    }
+
+    fn random(&mut self, bound: Nanos) -> Nanos {
+        if bound == 0 {
+            0
+        } else {
+            self.rng.next_u64() % bound
+        }
+    }
+
+    fn chance(&mut self, p: f64) -> bool {
+        p > 0.0 && (self.rng.next_u64() as f64 / u64::MAX as f64) < p
+    }
+
+    fn random_node(&mut self) -> NodeId {
+        1 + self.random(self.cfg.replicas as u64)
+    }
+
+    fn faults_on(&self) -> bool {
+        self.now < self.cfg.fault_time
+    }
+
+    fn schedule(&mut self, at: Nanos, event: Event) {
+        self.seq += 1;
+        self.queue.push(std::cmp::Reverse((at, self.seq)));
+        self.events.insert(self.seq, event);
+    }
+
+    /// Runs to the end; the first violated check ends the run.
+    pub fn run(mut self) -> Result<Report, Failure> {
+        let end = self.cfg.fault_time + self.cfg.quiet_time;
+        while let Some(std::cmp::Reverse((at, seq))) = self.queue.pop() {
+            if at > end {
+                break;
+            }
+            let event = self.events.remove(&seq).expect("scheduled event");
+            self.now = at;
+            self.report.steps += 1;
+            (at, &event).hash(&mut self.hasher);
+            if self.trace {
+                eprintln!("{at} {event:?}");
+            }
+            if let Err(violation) = self.handle(event) {
+                return Err(self.failure(violation));
+            }
+        }
+        if let Err(violation) = self.final_checks() {
+            return Err(self.failure(violation));
+        }
+        self.report.trace_hash = self.hasher.finish();
+        self.report.chosen = self.checker.chosen.len();
+        self.report.leaders = self.checker.leaders_established();
+        Ok(self.report)
+    }
+
+    fn failure(&self, violation: Violation) -> Failure {
+        Failure {
+            seed: self.cfg.seed,
+            time: self.now,
+            step: self.report.steps,
+            violation,
+            replay: self.cfg.replay_command(),
+        }
+    }
+
+    fn handle(&mut self, event: Event) -> Result<(), Violation> {
+        match event {
+            Event::Tick(node) => {
+                if self.nodes[&node].replica.is_some() {
+                    self.step(node, Input::Tick { now: self.now })?;
+                    let next = self.now + MS + self.random(4 * MS);
+                    self.schedule(next, Event::Tick(node));
+                }
+            }
+            Event::Deliver { to, from, msg } => {
+                if self.nodes[&to].replica.is_some() && !self.separated(from, to) {
+                    self.step(to, Input::Receive { from, msg })?;
+                }
+            }
+            Event::SlotDone {
+                node,
+                incarnation,
+                generation,
+            } => {
+                let n = self.nodes.get_mut(&node).expect("node");
+                if n.incarnation == incarnation && n.replica.is_some() {
+                    n.slot = n.slot_in_flight.take();
+                    self.step(node, Input::SlotDurable { generation })?;
+                }
+            }
+            Event::WalDone {
+                node,
+                incarnation,
+                id,
+            } => {
+                let n = self.nodes.get_mut(&node).expect("node");
+                if n.incarnation == incarnation && n.replica.is_some() {
+                    if let Some(w) = n.wal_in_flight.get_mut(&id) {
+                        w.1 = true;
+                    }
+                    // The durable mark moves over the contiguous prefix of completed writes.
+                    let mut upto = None;
+                    while let Some(entry) = n.wal_in_flight.first_entry() {
+                        if !entry.get().1 {
+                            break;
+                        }
+                        let (id, (e, _)) = entry.remove_entry();
+                        n.wal.push(e);
+                        upto = Some(id + 1);
+                    }
+                    if let Some(upto) = upto {
+                        self.step(node, Input::WalDurable { upto })?;
+                    }
+                }
+            }
+            Event::ApplyDone {
+                node,
+                incarnation,
+                lsn,
+            } => {
+                let n = self.nodes.get_mut(&node).expect("node");
+                if n.incarnation == incarnation && n.replica.is_some() {
+                    let record = n.applying.remove(&lsn).expect("apply in flight");
+                    let result = n.kv.apply(&record.cmd);
+                    self.step(node, Input::Applied { lsn, result })?;
+                    // A full serial replay is costly: check every 256th apply and at the end.
+                    if lsn % 256 == 0 {
+                        self.check_state(node)?;
+                    }
+                }
+            }
+            Event::Crash(node) => {
+                if self.faults_on() {
+                    self.crash(node);
+                    let down = 1 + self.random(self.params.t_min * 3);
+                    self.schedule(self.now + down, Event::Restart(node));
+                    let next = self.now + self.random(2 * self.cfg.faults.crash_every);
+                    let victim = self.random_node();
+                    self.schedule(next, Event::Crash(victim));
+                }
+            }
+            Event::Restart(node) => self.restart(node)?,
+            Event::Partition => {
+                if self.faults_on() {
+                    self.report.partitions += 1;
+                    self.cut.clear();
+                    let size = 1 + self.random((self.cfg.replicas as u64 - 1) / 2 + 1);
+                    for _ in 0..size {
+                        let n = self.random_node();
+                        self.cut.insert(n);
+                    }
+                    let heal = self.now + self.random(self.params.t_min * 4);
+                    self.schedule(heal, Event::Heal);
+                    let next = self.now + self.random(2 * self.cfg.faults.partition_every);
+                    self.schedule(next, Event::Partition);
+                }
+            }
+            Event::Heal => self.cut.clear(),
+            Event::Client(c) => self.client(c)?,
+        }
+        if !self.faults_on() && !self.cut.is_empty() {
+            self.cut.clear();
+        }
+        Ok(())
+    }
+
+    fn separated(&self, a: NodeId, b: NodeId) -> bool {
+        self.cut.contains(&a) != self.cut.contains(&b)
+    }
+
+    fn crash(&mut self, node: NodeId) {
+        let n = self.nodes.get_mut(&node).expect("node");
+        if n.replica.is_none() {
+            return;
+        }
+        self.report.crashes += 1;
+        // Everything not durable is lost; a write in flight is torn.
+        n.replica = None;
+        n.incarnation += 1;
+        n.slot_in_flight = None;
+        n.wal_in_flight.clear();
+        n.kv = KvState::default();
+        n.applying.clear();
+    }
+
+    fn restart(&mut self, node: NodeId) -> Result<(), Violation> {
+        let n = self.nodes.get_mut(&node).expect("node");
+        if n.replica.is_some() {
+            return Ok(());
+        }
+        n.incarnation += 1;
+        let durable = Durable {
+            slot: n.slot,
+            wal: n.wal.clone(),
+            corrupted: false,
+        };
+        let seed = self.cfg.seed ^ (n.incarnation << 32);
+        let mut replica = Replica::new(
+            node,
+            self.config.clone(),
+            self.params.clone(),
+            KvConflicts,
+            durable,
+            self.now,
+            seed,
+        );
+        replica.set_mutations(self.cfg.mutations.clone());
+        self.nodes.get_mut(&node).expect("node").replica = Some(replica);
+        self.step(node, Input::Tick { now: self.now })?;
+        let next = self.now + MS;
+        self.schedule(next, Event::Tick(node));
+        Ok(())
+    }
+
+    fn step(&mut self, node: NodeId, input: Input) -> Result<(), Violation> {
+        let n = self.nodes.get_mut(&node).expect("node");
+        let incarnation = n.incarnation;
+        let replica = n.replica.as_mut().expect("live replica");
+        let outputs = replica.step(input);
+        if self.trace {
+            for o in &outputs {
+                if !matches!(
+                    o,
+                    Output::Send {
+                        msg: Message::Forward(_),
+                        ..
+                    }
+                ) {
+                    eprintln!("    {node} -> {o:?}");
+                }
+            }
+        }
+        let replica = self.nodes[&node].replica.as_ref().expect("live");
+        self.checker.after_step(replica, incarnation)?;
+        for output in outputs {
+            self.output(node, output)?;
+        }
+        Ok(())
+    }
+
+    fn disk_delay(&mut self) -> Nanos {
+        let stall = self.faults_on() && self.chance(self.cfg.faults.disk_stall_p);
+        if stall {
+            self.random(self.cfg.faults.disk_stall)
+        } else {
+            50 * US + self.random(2 * MS)
+        }
+    }
+
+    fn output(&mut self, node: NodeId, output: Output) -> Result<(), Violation> {
+        let incarnation = self.nodes[&node].incarnation;
+        match output {
+            Output::Send { to, msg } => {
+                self.check_send(node, &msg)?;
+                self.send(node, to, msg);
+            }
+            Output::WriteSlot(slot) => {
+                let n = self.nodes.get_mut(&node).expect("node");
+                assert!(n.slot_in_flight.is_none(), "one slot write at a time");
+                n.slot_in_flight = Some(slot);
+                let at = self.now + self.disk_delay();
+                self.schedule(
+                    at,
+                    Event::SlotDone {
+                        node,
+                        incarnation,
+                        generation: slot.generation,
+                    },
+                );
+            }
+            Output::AppendWal { id, entry } => {
+                if let WalEntry::Base {
+                    committer,
+                    keep,
+                    records,
+                    ..
+                } = &entry
+                {
+                    if committer.node == node {
+                        // A merge frame: the log becomes keep ∪ records.
+                        let replica = self.nodes[&node].replica.as_ref().expect("live");
+                        let mut base: BTreeMap<u64, crate::frame::Record> = replica
+                            .log()
+                            .iter()
+                            .filter(|(l, _)| keep.contains(**l))
+                            .map(|(l, r)| (*l, r.clone()))
+                            .collect();
+                        for r in records {
+                            base.insert(r.lsn, r.clone());
+                        }
+                        self.checker
+                            .on_merge_frame(node, incarnation, *committer, base)?;
+                    }
+                }
+                let n = self.nodes.get_mut(&node).expect("node");
+                n.wal_in_flight.insert(id, (entry, false));
+                let at = self.now + self.disk_delay();
+                self.schedule(
+                    at,
+                    Event::WalDone {
+                        node,
+                        incarnation,
+                        id,
+                    },
+                );
+            }
+            Output::Apply { record } => {
+                self.checker.on_apply(node, &record)?;
+                let lsn = record.lsn;
+                self.nodes
+                    .get_mut(&node)
+                    .expect("node")
+                    .applying
+                    .insert(lsn, record);
+                let at = self.now + self.random(500 * US);
+                self.schedule(
+                    at,
+                    Event::ApplyDone {
+                        node,
+                        incarnation,
+                        lsn,
+                    },
+                );
+            }
+            Output::Reply { id, result } => {
+                if let Some(c) = self.proposals.remove(&id) {
+                    if let Ok(reply) = &result {
+                        self.report.replies_ok += 1;
+                        self.replies.push((reply.lsn, reply.output.clone()));
+                    }
+                    if let ClientState::Waiting { id: waiting, .. } = self.clients[c].state {
+                        if waiting == id {
+                            if let Err(crate::core::ProposeError::NotLeader { leader: Some(l) }) =
+                                &result
+                            {
+                                self.clients[c].target = *l;
+                            }
+                            self.clients[c].state = ClientState::Idle;
+                            self.quiet_proposals.remove(&id);
+                            let at = self.now + 5 * MS + self.random(30 * MS);
+                            self.schedule(at, Event::Client(c));
+                        }
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Checks made at the moment a message is produced.
+    fn check_send(&mut self, node: NodeId, msg: &Message) -> Result<(), Violation> {
+        let replica = self.nodes[&node].replica.as_ref().expect("live");
+        match msg {
+            Message::Ack { leader, acked, .. } => {
+                let acked = acked.clone();
+                let leader = *leader;
+                let replica = self.nodes[&node].replica.as_ref().expect("live");
+                self.checker.on_ack(replica, leader, &acked)
+            }
+            Message::Forward(f) => {
+                // I4: only an established leader sends forwards.
+                if replica.established_leader() != Some(f.leader) {
+                    return Err(format!(
+                        "I4: node {node} forwarded as {:?} without being its established leader",
+                        f.leader
+                    ));
+                }
+                Ok(())
+            }
+            _ => Ok(()),
+        }
+    }
+
+    fn send(&mut self, from: NodeId, to: NodeId, msg: Message) {
+        let faults = self.faults_on();
+        if faults && self.chance(self.cfg.faults.drop) {
+            return;
+        }
+        let copies = if faults && self.chance(self.cfg.faults.duplicate) {
+            2
+        } else {
+            1
+        };
+        for _ in 0..copies {
+            let mut delay = 20 * US + self.random(200 * US);
+            if faults && self.chance(self.cfg.faults.delay) {
+                delay += self.random(self.cfg.faults.long_delay);
+            }
+            let at = self.now + delay;
+            self.schedule(
+                at,
+                Event::Deliver {
+                    to,
+                    from,
+                    msg: msg.clone(),
+                },
+            );
+        }
+    }
+
+    fn client(&mut self, c: usize) -> Result<(), Violation> {
+        let timeout = 4 * self.params.t_min;
+        match self.clients[c].state {
+            ClientState::Waiting { since, .. } if self.now < since + timeout => return Ok(()),
+            ClientState::Waiting {
+                id,
+                node,
+                op,
+                since,
+            } => {
+                // Indeterminate: the proposal may still commit.
+                let _ = (node, op, since);
+                self.proposals.remove(&id);
+                if !self.faults_on() && self.quiet_proposals.contains_key(&id) {
+                    let settle = self.cfg.fault_time + 4 * self.params.t_min;
+                    if since >= settle {
+                        return Err(format!(
+                            "liveness: proposal {id} made at t={:.3}s after faults stopped was not answered within {:.3}s",
+                            since as f64 / 1e9,
+                            timeout as f64 / 1e9
+                        ));
+                    }
+                }
+                self.clients[c].state = ClientState::Idle;
+                self.clients[c].target = self.random_node();
+            }
+            ClientState::Idle => {}
+        }
+        let node = self.clients[c].target;
+        let key = self.random(self.cfg.keys);
+        let op = match self.random(3) {
+            0 => KvOp::Set {
+                key,
+                value: self.random(1000),
+            },
+            1 => KvOp::Incr { key },
+            _ => KvOp::Get { key },
+        };
+        let id = self.next_proposal;
+        self.next_proposal += 1;
+        self.proposals.insert(id, c);
+        if !self.faults_on() {
+            self.quiet_proposals.insert(id, self.now);
+        }
+        self.clients[c].state = ClientState::Waiting {
+            node,
+            id,
+            since: self.now,
+            op,
+        };
+        if self.nodes[&node].replica.is_some() {
+            self.step(
+                node,
+                Input::Propose {
+                    id,
+                    cmd: op.encode(),
+                },
+            )?;
+        }
+        // Check back at the timeout; a reply reschedules sooner.
+        let at = self.now + timeout;
+        self.schedule(at, Event::Client(c));
+        Ok(())
+    }
+
+    /// Replicas that applied the same LSN set have identical state, equal to
+    /// applying those records serially in LSN order.
+    fn check_state(&self, node: NodeId) -> Result<(), Violation> {
+        let n = &self.nodes[&node];
+        let Some(replica) = &n.replica else {
+            return Ok(());
+        };
+        let serial = self.checker.serial_state(replica.applied())?;
+        if serial != n.kv {
+            return Err(format!(
+                "node {node}: state after applying {:?} differs from serial LSN-order apply",
+                replica.applied()
+            ));
+        }
+        Ok(())
+    }
+
+    fn final_checks(&mut self) -> Result<(), Violation> {
+        let live: Vec<NodeId> = self.nodes.keys().copied().collect();
+        for node in live {
+            self.check_state(node)?;
+        }
+        self.checker.check_dependency_closure()?;
+        let serial = self.checker.serial_results();
+        for (lsn, output) in &self.replies {
+            if let Some(serial) = serial.get(lsn) {
+                if serial != output {
+                    let record = self.checker.chosen.get(lsn).map(|(r, _)| r.clone());
+                    return Err(format!(
+                        "the reply for LSN {lsn} ({:?}, deps {:?}) was {output:?}, serial apply gives {serial:?}",
+                        record.as_ref().and_then(|r| KvOp::decode(&r.cmd)),
+                        record.map(|r| r.deps)
+                    ));
+                }
+            }
+        }
+        // Liveness: after faults stop, a leader is established.
+        let leader: Option<LeaderId> = self
+            .nodes
+            .values()
+            .filter_map(|n| n.replica.as_ref().and_then(|r| r.established_leader()))
+            .max();
+        if leader.is_none() {
+            return Err(format!(
+                "liveness: no established leader {:.3}s after faults stopped",
+                self.cfg.quiet_time as f64 / 1e9
+            ));
+        }
+        Ok(())
+    }
+}
+
+/// Runs `count` seeds from `start`; returns the reports, or the first failure.
+pub fn run_seeds(
+    replicas: usize,
+    start: u64,
+    count: u64,
+    configure: impl Fn(&mut SimConfig),
+) -> Result<Vec<Report>, Box<Failure>> {
+    let mut reports = Vec::new();
+    for seed in start..start + count {
+        let mut cfg = SimConfig::new(replicas, seed);
+        configure(&mut cfg);
+        reports.push(Sim::new(cfg).run().map_err(Box::new)?);
+    }
+    Ok(reports)
+}
