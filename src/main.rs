@@ -44,6 +44,11 @@ struct SimArgs {
     /// Print each seed's report.
     #[arg(long)]
     verbose: bool,
+    /// Measure elections instead: every replica's timer fires at once; report
+    /// the time to an established leader under TRaft's greater-or-equal
+    /// voting and under classic Raft's one vote per term, over the same seeds.
+    #[arg(long)]
+    election_race: bool,
 }
 
 #[derive(clap::Args)]
@@ -79,8 +84,58 @@ fn main() -> Result<()> {
     }
 }
 
+fn election_race(args: &SimArgs) -> Result<()> {
+    use traft::sim::{Sim, SimConfig};
+    println!(
+        "election race: {} replicas, seeds {}..{}, all timers fire together",
+        args.replicas,
+        args.start,
+        args.start + args.seeds
+    );
+    println!(
+        "{:<26} {:>10} {:>10} {:>10} {:>10} {:>10}",
+        "voting", "p50 ms", "p90 ms", "p99 ms", "max ms", "mean ms"
+    );
+    for (name, classic) in [
+        ("TRaft (greater-or-equal)", false),
+        ("classic (one per term)", true),
+    ] {
+        let mut times: Vec<u64> = Vec::new();
+        for seed in args.start..args.start + args.seeds {
+            let report = Sim::new(SimConfig::election_race(args.replicas, seed, classic))
+                .run()
+                .map_err(|f| anyhow::anyhow!("{f}"))?;
+            let time = report.race_time.expect("a leader");
+            if args.verbose {
+                println!(
+                    "  seed {seed}: {:.2} ms, {} leaders",
+                    time as f64 / 1e6,
+                    report.leaders
+                );
+            }
+            times.push(time);
+        }
+        times.sort_unstable();
+        let at = |q: f64| times[((times.len() - 1) as f64 * q).round() as usize] as f64 / 1e6;
+        let mean = times.iter().sum::<u64>() as f64 / times.len() as f64 / 1e6;
+        println!(
+            "{:<26} {:>10.2} {:>10.2} {:>10.2} {:>10.2} {:>10.2}",
+            name,
+            at(0.5),
+            at(0.9),
+            at(0.99),
+            at(1.0),
+            mean
+        );
+    }
+    Ok(())
+}
+
 fn sim(args: SimArgs) -> Result<()> {
     use traft::sim::{Faults, Sim, SimConfig};
+    if args.election_race {
+        return election_race(&args);
+    }
     let started = std::time::Instant::now();
     let (mut steps, mut chosen, mut crashes) = (0u64, 0usize, 0u64);
     for seed in args.start..args.start + args.seeds {

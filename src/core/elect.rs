@@ -121,7 +121,12 @@ impl<C: Conflicts> Replica<C> {
     ) {
         let fresh_enough =
             (req_committer, req_accepted.max()) >= (self.committer, self.accepted.max());
-        let grant = c >= self.vote
+        let vote_allows = if self.mutations.classic_vote {
+            c.term > self.vote.term || c == self.vote
+        } else {
+            c >= self.vote
+        };
+        let grant = vote_allows
             && c.node == from
             && fresh_enough
             && self.config.is_voter(c.node)
@@ -144,6 +149,9 @@ impl<C: Conflicts> Replica<C> {
             self.raise_vote(c);
             self.following = Default::default();
         }
+        // Give the candidate an election timeout to win before campaigning
+        // against it (only liveness rests on this).
+        self.election_deadline = self.now + self.params.t_min + self.random(self.params.t_min);
         let records = if self.committer == req_committer {
             self.records_in(&self.accepted.difference(&req_accepted))
         } else {

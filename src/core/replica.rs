@@ -32,6 +32,9 @@ pub struct Durable {
 pub struct Mutations {
     /// Count vote replies addressed to an earlier campaign (N8a).
     pub accept_stale_replies: bool,
+    /// Classic Raft's one vote per term instead of greater-or-equal voting.
+    /// Not a mutant: the baseline the "less conflict" measurement compares to.
+    pub classic_vote: bool,
 }
 
 pub(super) enum Role {
@@ -242,6 +245,13 @@ impl<C: Conflicts> Replica<C> {
 
     pub fn set_mutations(&mut self, mutations: Mutations) {
         self.mutations = mutations;
+    }
+
+    /// Sets the follower's election timer to fire at `at`: lets a simulation
+    /// start every replica's campaign at one instant, or hold elections back
+    /// in a scripted scenario.
+    pub fn set_election_timer(&mut self, at: Nanos) {
+        self.election_deadline = at;
     }
 
     /// Consumes one input; returns what the runtime must do.

@@ -4,6 +4,7 @@
 
 mod check;
 pub mod kv;
+pub mod script;
 
 use crate::core::{
     Config, Durable, Input, Message, Mutations, Nanos, Output, Params, ProposalId, Replica, Rng,
@@ -77,6 +78,9 @@ pub struct SimConfig {
     pub faults: Faults,
     pub mutations: Mutations,
     pub strict: bool,
+    /// Election race: every replica's timer fires at this instant, and the
+    /// run ends at the first established leader.
+    pub race_at: Option<Nanos>,
 }
 
 impl SimConfig {
@@ -91,7 +95,20 @@ impl SimConfig {
             faults: Faults::standard(),
             mutations: Mutations::default(),
             strict: false,
+            race_at: None,
         }
+    }
+
+    /// A fault-free election race starting at 1 s (past every restart's stickiness).
+    pub fn election_race(replicas: usize, seed: u64, classic_vote: bool) -> Self {
+        let mut cfg = SimConfig::new(replicas, seed);
+        cfg.faults = Faults::none();
+        cfg.clients = 0;
+        cfg.fault_time = 0;
+        cfg.quiet_time = 120_000 * MS;
+        cfg.mutations.classic_vote = classic_vote;
+        cfg.race_at = Some(1_000 * MS);
+        cfg
     }
 
     /// The command that replays this run exactly.
@@ -114,8 +131,9 @@ pub struct Report {
     pub replies_ok: u64,
     pub crashes: u64,
     pub partitions: u64,
-    /// Simulated time from the end of faults to an established leader.
-    pub recovery_time: Option<Nanos>,
+    /// In an election race: time from the timers firing to the first
+    /// established leader.
+    pub race_time: Option<Nanos>,
 }
 
 #[derive(Debug)]
@@ -330,7 +348,7 @@ impl Sim {
     pub fn run(mut self) -> Result<Report, Failure> {
         let end = self.cfg.fault_time + self.cfg.quiet_time;
         while let Some(std::cmp::Reverse((at, seq))) = self.queue.pop() {
-            if at > end {
+            if at > end || self.report.race_time.is_some() {
                 break;
             }
             let event = self.events.remove(&seq).expect("scheduled event");
@@ -505,6 +523,9 @@ impl Sim {
             seed,
         );
         replica.set_mutations(self.cfg.mutations.clone());
+        if let Some(at) = self.cfg.race_at {
+            replica.set_election_timer(at);
+        }
         self.nodes.get_mut(&node).expect("node").replica = Some(replica);
         self.step(node, Input::Tick { now: self.now })?;
         let next = self.now + MS;
@@ -532,6 +553,11 @@ impl Sim {
         }
         let replica = self.nodes[&node].replica.as_ref().expect("live");
         self.checker.after_step(replica, incarnation)?;
+        if let Some(race) = self.cfg.race_at {
+            if replica.established_leader().is_some() && self.report.race_time.is_none() {
+                self.report.race_time = Some(self.now - race);
+            }
+        }
         for output in outputs {
             self.output(node, output)?;
         }
@@ -781,6 +807,12 @@ impl Sim {
     }
 
     fn final_checks(&mut self) -> Result<(), Violation> {
+        if self.cfg.race_at.is_some() {
+            return match self.report.race_time {
+                Some(_) => Ok(()),
+                None => Err("election race: no leader".into()),
+            };
+        }
         let live: Vec<NodeId> = self.nodes.keys().copied().collect();
         for node in live {
             self.check_state(node)?;

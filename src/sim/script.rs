@@ -1,0 +1,467 @@
+//! A scripted world for the scenarios of SCENARIOS.md: the test decides which
+//! message is delivered or lost, when each disk write completes, when a
+//! replica crashes, and how time moves. The checks are the simulator's own.
+
+use super::check::{Checker, Violation};
+use super::kv::{KvConflicts, KvOp, KvState};
+use crate::core::{
+    Config, Durable, Input, Message, Mutations, Nanos, Output, Params, ProposalId, ProposeError,
+    Replica, Reply, SlotState, WalEntry, WriteId,
+};
+use crate::frame::Record;
+use crate::ids::{LeaderId, Lsn, NodeId};
+use std::collections::BTreeMap;
+
+pub const MS: Nanos = 1_000_000;
+
+/// A message on its way: it stays in the pool until delivered or dropped.
+#[derive(Clone, Debug)]
+pub struct InFlight {
+    pub from: NodeId,
+    pub to: NodeId,
+    pub msg: Message,
+}
+
+struct Node {
+    replica: Option<Replica<KvConflicts>>,
+    incarnation: u64,
+    slot: Option<SlotState>,
+    slot_in_flight: Option<SlotState>,
+    wal: Vec<WalEntry>,
+    wal_in_flight: BTreeMap<WriteId, (WalEntry, bool)>,
+    kv: KvState,
+}
+
+pub struct Script {
+    config: Config,
+    params: Params,
+    mutations: Mutations,
+    now: Nanos,
+    nodes: BTreeMap<NodeId, Node>,
+    pub pool: Vec<InFlight>,
+    checker: Checker,
+    /// Complete every disk write as soon as it is issued.
+    pub auto_disk: bool,
+    /// Followers never campaign on their own; only `campaign` starts one.
+    pub manual_elections: bool,
+    pub replies: BTreeMap<ProposalId, Result<Reply, ProposeError>>,
+    next_proposal: ProposalId,
+    /// The first violation any step produced.
+    pub violation: Option<Violation>,
+    /// The node `campaign` is starting, exempt from `manual_elections`.
+    campaigning: Option<NodeId>,
+}
+
+impl Script {
+    /// `n` replicas with ids `1..=n`, started at time 0.
+    pub fn new(n: u64, params: Params, mutations: Mutations) -> Script {
+        let config = Config::uniform(1..=n).expect("valid config");
+        let mut script = Script {
+            checker: Checker::new(config.clone()),
+            config,
+            params,
+            mutations,
+            now: 0,
+            nodes: BTreeMap::new(),
+            pool: Vec::new(),
+            auto_disk: true,
+            manual_elections: true,
+            replies: BTreeMap::new(),
+            next_proposal: 1,
+            violation: None,
+            campaigning: None,
+        };
+        for id in 1..=n {
+            script.nodes.insert(
+                id,
+                Node {
+                    replica: None,
+                    incarnation: 0,
+                    slot: None,
+                    slot_in_flight: None,
+                    wal: Vec::new(),
+                    wal_in_flight: BTreeMap::new(),
+                    kv: KvState::default(),
+                },
+            );
+            script.restart(id);
+        }
+        script
+    }
+
+    pub fn params() -> Params {
+        Params {
+            heartbeat: 20 * MS,
+            t_min: 200 * MS,
+            rho_ppm: 10_000,
+            drift_allowance: 14 * MS,
+            window: 4,
+            retransmit: 10 * MS,
+            max_batch: 64,
+            strict: false,
+        }
+    }
+
+    pub fn now(&self) -> Nanos {
+        self.now
+    }
+
+    pub fn replica(&self, node: NodeId) -> &Replica<KvConflicts> {
+        self.nodes[&node].replica.as_ref().expect("live replica")
+    }
+
+    pub fn is_up(&self, node: NodeId) -> bool {
+        self.nodes[&node].replica.is_some()
+    }
+
+    pub fn kv(&self, node: NodeId) -> &KvState {
+        &self.nodes[&node].kv
+    }
+
+    fn fail(&mut self, violation: Violation) {
+        if self.violation.is_none() {
+            self.violation = Some(violation);
+        }
+    }
+
+    /// Moves time forward by `dt`, ticking every live replica.
+    pub fn advance(&mut self, dt: Nanos) {
+        self.now += dt;
+        let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
+        for id in ids {
+            if self.is_up(id) {
+                self.step(id, Input::Tick { now: self.now });
+            }
+        }
+    }
+
+    /// Moves time forward in small ticks, delivering every message as it
+    /// goes, until `done` holds or `limit` passes. Returns whether it held.
+    pub fn run_until(&mut self, limit: Nanos, done: impl Fn(&Script) -> bool) -> bool {
+        let end = self.now + limit;
+        while self.now < end {
+            if done(self) {
+                return true;
+            }
+            self.deliver(|_| true);
+            self.advance(MS);
+        }
+        done(self)
+    }
+
+    /// Like `run_until`, but delivers only messages `pass` accepts and loses
+    /// the others (a partition, a lossy link).
+    pub fn run_until_with(
+        &mut self,
+        limit: Nanos,
+        pass: impl Fn(&InFlight) -> bool,
+        done: impl Fn(&Script) -> bool,
+    ) -> bool {
+        let end = self.now + limit;
+        while self.now < end {
+            if done(self) {
+                return true;
+            }
+            self.deliver(&pass);
+            self.drop_where(|m| !pass(m));
+            self.advance(MS);
+        }
+        done(self)
+    }
+
+    /// Delivers (once) every pooled message `pick` selects; the rest stay.
+    pub fn deliver(&mut self, pick: impl Fn(&InFlight) -> bool) -> usize {
+        let mut delivered = 0;
+        loop {
+            let Some(index) = self.pool.iter().position(&pick) else {
+                return delivered;
+            };
+            let m = self.pool.remove(index);
+            delivered += 1;
+            if self.is_up(m.to) {
+                self.step(
+                    m.to,
+                    Input::Receive {
+                        from: m.from,
+                        msg: m.msg,
+                    },
+                );
+            }
+        }
+    }
+
+    /// Loses every pooled message `pick` selects.
+    pub fn drop_where(&mut self, pick: impl Fn(&InFlight) -> bool) -> usize {
+        let before = self.pool.len();
+        self.pool.retain(|m| !pick(m));
+        before - self.pool.len()
+    }
+
+    /// Completes the slot write in flight at `node`, if any.
+    pub fn complete_slot(&mut self, node: NodeId) {
+        let n = self.nodes.get_mut(&node).expect("node");
+        if let Some(slot) = n.slot_in_flight.take() {
+            n.slot = Some(slot);
+            self.step(
+                node,
+                Input::SlotDurable {
+                    generation: slot.generation,
+                },
+            );
+        }
+    }
+
+    /// Completes WAL write `id` at `node`; the durable mark moves over the
+    /// contiguous prefix of completed writes.
+    pub fn complete_wal(&mut self, node: NodeId, id: WriteId) {
+        let n = self.nodes.get_mut(&node).expect("node");
+        if let Some(w) = n.wal_in_flight.get_mut(&id) {
+            w.1 = true;
+        }
+        let mut upto = None;
+        while let Some(entry) = n.wal_in_flight.first_entry() {
+            if !entry.get().1 {
+                break;
+            }
+            let (id, (e, _)) = entry.remove_entry();
+            n.wal.push(e);
+            upto = Some(id + 1);
+        }
+        if let Some(upto) = upto {
+            self.step(node, Input::WalDurable { upto });
+        }
+    }
+
+    /// Completes every disk write in flight at `node`.
+    pub fn complete_disk(&mut self, node: NodeId) {
+        self.complete_slot(node);
+        let ids: Vec<WriteId> = self.nodes[&node].wal_in_flight.keys().copied().collect();
+        for id in ids {
+            self.complete_wal(node, id);
+        }
+        // Completions may issue more writes.
+        if !self.nodes[&node].wal_in_flight.is_empty() || self.nodes[&node].slot_in_flight.is_some()
+        {
+            self.complete_disk(node);
+        }
+    }
+
+    /// WAL writes in flight at `node`, oldest first.
+    pub fn wal_in_flight(&self, node: NodeId) -> Vec<(WriteId, WalEntry)> {
+        self.nodes[&node]
+            .wal_in_flight
+            .iter()
+            .filter(|(_, (_, done))| !done)
+            .map(|(id, (e, _))| (*id, e.clone()))
+            .collect()
+    }
+
+    /// Loses everything not durable, then restarts through recovery.
+    pub fn crash_and_restart(&mut self, node: NodeId) {
+        self.crash(node);
+        self.restart(node);
+    }
+
+    pub fn crash(&mut self, node: NodeId) {
+        let n = self.nodes.get_mut(&node).expect("node");
+        n.replica = None;
+        n.slot_in_flight = None;
+        n.wal_in_flight.clear();
+        n.kv = KvState::default();
+        // Messages already sent stay in the pool: a crash recalls no packet.
+    }
+
+    pub fn restart(&mut self, node: NodeId) {
+        let n = self.nodes.get_mut(&node).expect("node");
+        n.incarnation += 1;
+        let durable = Durable {
+            slot: n.slot,
+            wal: n.wal.clone(),
+            corrupted: false,
+        };
+        let mut replica = Replica::new(
+            node,
+            self.config.clone(),
+            self.params.clone(),
+            KvConflicts,
+            durable,
+            self.now,
+            node * 7919 + n.incarnation,
+        );
+        replica.set_mutations(self.mutations.clone());
+        n.replica = Some(replica);
+        self.step(node, Input::Tick { now: self.now });
+    }
+
+    /// Makes `node`'s election timer fire now and lets it campaign.
+    pub fn campaign(&mut self, node: NodeId) {
+        let now = self.now;
+        self.nodes
+            .get_mut(&node)
+            .expect("node")
+            .replica
+            .as_mut()
+            .expect("live")
+            .set_election_timer(now);
+        self.campaigning = Some(node);
+        self.step(node, Input::Tick { now });
+        self.campaigning = None;
+    }
+
+    /// Proposes `op` at `node`; returns the proposal id.
+    pub fn propose(&mut self, node: NodeId, op: KvOp) -> ProposalId {
+        let id = self.next_proposal;
+        self.next_proposal += 1;
+        self.step(
+            node,
+            Input::Propose {
+                id,
+                cmd: op.encode(),
+            },
+        );
+        id
+    }
+
+    /// The established leader with the greatest LeaderId, if any.
+    pub fn leader(&self) -> Option<(NodeId, LeaderId)> {
+        self.nodes
+            .iter()
+            .filter_map(|(id, n)| {
+                n.replica
+                    .as_ref()
+                    .and_then(|r| r.established_leader())
+                    .map(|c| (*id, c))
+            })
+            .max_by_key(|(_, c)| *c)
+    }
+
+    /// The record `node` holds at `lsn`.
+    pub fn record_at(&self, node: NodeId, lsn: Lsn) -> Option<Record> {
+        self.replica(node).log().get(&lsn).cloned()
+    }
+
+    /// Runs the end-of-run checks (state equals serial apply, closure).
+    pub fn final_checks(&mut self) {
+        if let Err(v) = self.checker.check_dependency_closure() {
+            self.fail(v);
+        }
+        let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
+        for id in ids {
+            if let Some(r) = &self.nodes[&id].replica {
+                match self.checker.serial_state(r.applied()) {
+                    Ok(state) if state == self.nodes[&id].kv => {}
+                    Ok(_) => self.fail(format!(
+                        "node {id}: state differs from serial LSN-order apply"
+                    )),
+                    Err(v) => self.fail(v),
+                }
+            }
+        }
+    }
+
+    fn step(&mut self, node: NodeId, input: Input) {
+        let n = self.nodes.get_mut(&node).expect("node");
+        let incarnation = n.incarnation;
+        let Some(replica) = n.replica.as_mut() else {
+            return;
+        };
+        if self.manual_elections && self.campaigning != Some(node) {
+            replica.set_election_timer(Nanos::MAX);
+        }
+        let outputs = replica.step(input);
+        if self.manual_elections {
+            replica.set_election_timer(Nanos::MAX);
+        }
+        let replica = self.nodes[&node].replica.as_ref().expect("live");
+        if let Err(v) = self.checker.after_step(replica, incarnation) {
+            self.fail(v);
+        }
+        for output in outputs {
+            self.output(node, incarnation, output);
+        }
+    }
+
+    fn output(&mut self, node: NodeId, incarnation: u64, output: Output) {
+        match output {
+            Output::Send { to, msg } => {
+                let replica = self.nodes[&node].replica.as_ref().expect("live");
+                let mut verdict = Ok(());
+                if let Message::Ack { leader, acked, .. } = &msg {
+                    verdict = self.checker.on_ack(replica, *leader, acked);
+                }
+                if let Message::Forward(f) = &msg {
+                    if replica.established_leader() != Some(f.leader) {
+                        verdict = Err(format!("I4: node {node} forwarded as {:?}", f.leader));
+                    }
+                }
+                if let Err(v) = verdict {
+                    self.fail(v);
+                }
+                self.pool.push(InFlight {
+                    from: node,
+                    to,
+                    msg,
+                });
+            }
+            Output::WriteSlot(slot) => {
+                self.nodes.get_mut(&node).expect("node").slot_in_flight = Some(slot);
+                if self.auto_disk {
+                    self.complete_slot(node);
+                }
+            }
+            Output::AppendWal { id, entry } => {
+                if let WalEntry::Base {
+                    committer,
+                    keep,
+                    records,
+                    ..
+                } = &entry
+                {
+                    if committer.node == node {
+                        let replica = self.nodes[&node].replica.as_ref().expect("live");
+                        let mut base: BTreeMap<Lsn, Record> = replica
+                            .log()
+                            .iter()
+                            .filter(|(l, _)| keep.contains(**l))
+                            .map(|(l, r)| (*l, r.clone()))
+                            .collect();
+                        for r in records {
+                            base.insert(r.lsn, r.clone());
+                        }
+                        if let Err(v) =
+                            self.checker
+                                .on_merge_frame(node, incarnation, *committer, base)
+                        {
+                            self.fail(v);
+                        }
+                    }
+                }
+                self.nodes
+                    .get_mut(&node)
+                    .expect("node")
+                    .wal_in_flight
+                    .insert(id, (entry, false));
+                if self.auto_disk {
+                    self.complete_wal(node, id);
+                }
+            }
+            Output::Apply { record } => {
+                if let Err(v) = self.checker.on_apply(node, &record) {
+                    self.fail(v);
+                }
+                let n = self.nodes.get_mut(&node).expect("node");
+                let result = n.kv.apply(&record.cmd);
+                self.step(
+                    node,
+                    Input::Applied {
+                        lsn: record.lsn,
+                        result,
+                    },
+                );
+            }
+            Output::Reply { id, result } => {
+                self.replies.insert(id, result);
+            }
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! Scripted scenarios: fixed losses, delays, disk completion orders and
+//! crashes. Each passes with the protocol's rules in place; where a rule has
+//! a test-only switch, its mutant must be caught by the simulator's checks.
+
+use traft::core::Mutations;
+use traft::sim::kv::KvOp;
+use traft::sim::script::{InFlight, Script, MS};
+use traft::{LeaderId, Lsn, NodeId};
+
+fn is_ack(m: &InFlight) -> bool {
+    matches!(m.msg, traft::core::Message::Ack { .. })
+}
+
+/// Lets `node` campaign with every message delivered among `group`, until it
+/// leads and every live member of `group` follows its base.
+fn elect_among(s: &mut Script, node: NodeId, group: &[NodeId]) -> LeaderId {
+    let c = campaign_among(s, node, group);
+    let inside = |m: &InFlight| group.contains(&m.from) && group.contains(&m.to);
+    let followers: Vec<NodeId> = group.iter().copied().filter(|&n| n != node).collect();
+    assert!(s.run_until_with(2_000 * MS, inside, |s| {
+        followers
+            .iter()
+            .all(|&f| !s.is_up(f) || s.replica(f).committer() == c)
+    }));
+    c
+}
+
+/// Lets `node` campaign (again after a refusal) with messages delivered
+/// among `group` until it is an established leader.
+fn campaign_among(s: &mut Script, node: NodeId, group: &[NodeId]) -> LeaderId {
+    let inside = |m: &InFlight| group.contains(&m.from) && group.contains(&m.to);
+    for _ in 0..5 {
+        s.campaign(node);
+        let won = s.run_until_with(2 * Script::params().t_min, inside, |s| {
+            s.replica(node).established_leader().is_some()
+        });
+        if won {
+            return s.replica(node).established_leader().unwrap();
+        }
+    }
+    panic!("node {node} was not elected: {:?}", s.violation);
+}
+
+fn lsn_of(s: &Script, node: NodeId, op: KvOp) -> Lsn {
+    let cmd = op.encode();
+    *s.replica(node)
+        .log()
+        .iter()
+        .find(|(_, r)| r.cmd == cmd)
+        .expect("proposed record")
+        .0
+}
+
+/// The seed README's scenario: L1 writes A to R0–R2; L2 on R3 sees A,
+/// writes B, crashes; L3, elected via {R2,R3} or via {R0,R1}, holds A.
+/// R0..R4 are nodes 1..5.
+fn seed_scenario(l3_via_r0_r1: bool) -> Script {
+    let mut s = Script::new(5, Script::params(), Mutations::default());
+    s.advance(Script::params().t_min + 20 * MS);
+    let all = [1, 2, 3, 4, 5];
+    let l1 = elect_among(&mut s, 1, &all);
+    // L1 writes A to R0–R2 (and R3 sees it, its ack lost); R4 gets nothing.
+    let a = KvOp::Set { key: 7, value: 1 };
+    s.propose(1, a);
+    let reach = |m: &InFlight| m.to != 5 && m.from != 5 && !(m.from == 4 && is_ack(m));
+    assert!(s.run_until_with(200 * MS, reach, |s| {
+        [1, 2, 3, 4]
+            .iter()
+            .all(|&n| s.replica(n).log().values().any(|r| r.cmd == a.encode()))
+            && s.replica(1).committed().contains(lsn_of(s, 1, a))
+    }));
+    let a_lsn = lsn_of(&s, 1, a);
+    assert_eq!(s.replica(1).established_leader(), Some(l1));
+    // R0, R1 are cut off; L2 on R3 is elected by {R2, R3, R4} and sees A.
+    let right = [3, 4, 5];
+    let within = |m: &InFlight| right.contains(&m.from) == right.contains(&m.to);
+    s.run_until_with(3 * Script::params().t_min, within, |_| false);
+    // L2's forwards never leave R3.
+    s.campaign(4);
+    let no_forward = |m: &InFlight| {
+        within(m) && !(m.from == 4 && matches!(m.msg, traft::core::Message::Forward(_)))
+    };
+    assert!(s.run_until_with(500 * MS, no_forward, |s| s
+        .replica(4)
+        .established_leader()
+        .is_some()));
+    let l2 = s.replica(4).established_leader().unwrap();
+    assert!(l2 > l1);
+    assert_eq!(s.record_at(4, a_lsn).map(|r| r.cmd), Some(a.encode()));
+    // L2 writes B and crashes before any of it reaches another replica.
+    s.drop_where(|m| m.from == 4);
+    s.propose(4, KvOp::Set { key: 7, value: 2 });
+    s.drop_where(|m| m.from == 4);
+    s.crash(4);
+    s.run_until_with(3 * Script::params().t_min, |_| false, |_| false);
+    let (l3_node, group): (NodeId, Vec<NodeId>) = if l3_via_r0_r1 {
+        (2, vec![1, 2, 5])
+    } else {
+        s.restart(4);
+        s.run_until_with(3 * Script::params().t_min, |_| false, |_| false);
+        (4, vec![3, 4, 5])
+    };
+    let l3 = campaign_among(&mut s, l3_node, &group);
+    assert!(l3 > l2);
+    assert_eq!(
+        s.record_at(l3_node, a_lsn).map(|r| r.cmd),
+        Some(a.encode()),
+        "L3 lost A"
+    );
+    s.final_checks();
+    s
+}
+
+#[test]
+fn seed_readme_l3_via_r2_r3_holds_a() {
+    let s = seed_scenario(false);
+    assert_eq!(s.violation, None);
+}
+
+#[test]
+fn seed_readme_l3_via_r0_r1_holds_a() {
+    let s = seed_scenario(true);
+    assert_eq!(s.violation, None);
+}
+
+/// N8a: C grants (1,A) but the reply is delayed; A's campaign times out. B
+/// wins with {B,C} and chooses X. A campaigns again; the delayed grant of its
+/// earlier campaign arrives. Counting it, A wins {A,C} with a base that lacks
+/// X. A, B, C are nodes 1, 2, 3.
+fn n8a(mutations: Mutations) -> Script {
+    let t_min = Script::params().t_min;
+    let mut s = Script::new(3, Script::params(), mutations);
+    s.advance(t_min + 20 * MS);
+    s.campaign(1);
+    let first = s.replica(1).vote();
+    // A's request reaches C only; C's grant is held back.
+    s.deliver(|m| m.from == 1 && m.to == 3);
+    s.drop_where(|m| m.from == 1);
+    let held: Vec<InFlight> = s
+        .pool
+        .iter()
+        .filter(|m| m.from == 3 && m.to == 1)
+        .cloned()
+        .collect();
+    assert_eq!(held.len(), 1, "C granted A's first campaign");
+    s.drop_where(|m| m.from == 3 && m.to == 1);
+    // A is cut off from here on. B wins with {B, C} and chooses X.
+    let without_a = |m: &InFlight| m.from != 1 && m.to != 1;
+    let b = elect_among(&mut s, 2, &[2, 3]);
+    assert!(b > first);
+    s.propose(2, KvOp::Set { key: 1, value: 42 });
+    assert!(s.run_until_with(200 * MS, without_a, |s| !s
+        .replica(2)
+        .committed()
+        .is_empty()));
+    // A's campaign times out; it campaigns again, still cut off.
+    s.run_until_with(3 * t_min, without_a, |_| false);
+    assert!(s.replica(1).vote() > first, "A campaigned again");
+    // The delayed grant of its first campaign arrives.
+    s.pool.extend(held);
+    s.deliver(|m| m.to == 1);
+    s.run_until_with(50 * MS, without_a, |_| false);
+    s
+}
+
+#[test]
+fn n8a_stale_grant_is_ignored() {
+    let s = n8a(Mutations::default());
+    assert_eq!(s.violation, None);
+    assert_eq!(s.replica(1).established_leader(), None);
+}
+
+#[test]
+fn n8a_mutant_counting_stale_grants_is_caught() {
+    let s = n8a(Mutations {
+        accept_stale_replies: true,
+        ..Default::default()
+    });
+    let violation = s.violation.expect("the mutant must be caught");
+    assert!(violation.contains("without LSN"), "{violation}");
+}
