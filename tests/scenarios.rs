@@ -179,3 +179,173 @@ fn n8a_mutant_counting_stale_grants_is_caught() {
     let violation = s.violation.expect("the mutant must be caught");
     assert!(violation.contains("without LSN"), "{violation}");
 }
+
+/// H11: L proposes SET k=1 (chosen), SET k=2 (deps on it, only on L), SET
+/// k=3 (deps on the second, chosen). L dies; the new leader fills the hole
+/// with a no-op. With empty no-op deps, k=3 no longer depends on k=1: the
+/// dependency-closure check fails. L, F, G are nodes 1, 2, 3.
+fn h11(mutations: Mutations) -> Script {
+    let t_min = Script::params().t_min;
+    let mut s = Script::new(3, Script::params(), mutations);
+    s.advance(t_min + 20 * MS);
+    elect_among(&mut s, 1, &[1, 2, 3]);
+    let no_f = |m: &InFlight| m.to != 2 && m.from != 2;
+    let k1 = KvOp::Set { key: 9, value: 1 };
+    s.propose(1, k1);
+    assert!(s.run_until_with(100 * MS, no_f, |s| s
+        .replica(1)
+        .committed()
+        .contains(lsn_of(s, 1, k1))));
+    // k=2 stays on L.
+    let k2 = KvOp::Set { key: 9, value: 2 };
+    s.propose(1, k2);
+    s.drop_where(|m| m.from == 1);
+    let k3 = KvOp::Set { key: 9, value: 3 };
+    s.propose(1, k3);
+    let (b, c) = (lsn_of(&s, 1, k2), lsn_of(&s, 1, k3));
+    assert!(s.replica(1).record(c).unwrap().deps.contains(b));
+    assert!(s.run_until_with(5 * MS, no_f, |s| s.replica(1).committed().contains(c)));
+    assert!(s.record_at(3, b).is_none());
+    s.crash(1);
+    s.run_until_with(2 * t_min, |_| false, |_| false);
+    elect_among(&mut s, 3, &[2, 3]);
+    let inside = |m: &InFlight| m.from != 1 && m.to != 1;
+    assert!(s.run_until_with(500 * MS, inside, |s| s.replica(2).applied().contains(c)));
+    assert_eq!(s.kv(2).data.get(&9), Some(&3));
+    s.final_checks();
+    s
+}
+
+#[test]
+fn h11_noop_depends_on_every_earlier_lsn() {
+    let s = h11(Mutations::default());
+    assert_eq!(s.violation, None);
+}
+
+#[test]
+fn h11_mutant_noop_without_deps_is_caught() {
+    let s = h11(Mutations {
+        noop_empty_deps: true,
+        ..Default::default()
+    });
+    let violation = s.violation.expect("the mutant must be caught");
+    assert!(violation.contains("dependency closure"), "{violation}");
+}
+
+/// H7a: F installs c's base, then acks c's Z, chosen by {c, F}; F has not
+/// learned Z is committed. A duplicate of the base forward arrives. If F
+/// drops again what the base dropped, Z is gone; c crashes and the next
+/// leader's base lacks Z. c, F, G are nodes 1, 2, 3.
+fn h7a(mutations: Mutations) -> Script {
+    let t_min = Script::params().t_min;
+    let mut s = Script::new(3, Script::params(), mutations);
+    s.advance(t_min + 20 * MS);
+    let c = campaign_among(&mut s, 1, &[1, 2, 3]);
+    let duplicate = s
+        .sent
+        .iter()
+        .find(|m| {
+            m.to == 2 && matches!(&m.msg, traft::core::Message::Forward(f) if f.base.is_some())
+        })
+        .cloned()
+        .expect("the base forward to F");
+    assert!(s.run_until_with(
+        500 * MS,
+        |_| true,
+        |s| { [2, 3].iter().all(|&n| s.replica(n).committer() == c) }
+    ));
+    let z = KvOp::Set { key: 5, value: 61 };
+    s.propose(1, z);
+    let no_g = |m: &InFlight| m.to != 3 && m.from != 3;
+    assert!(s.run_until_with(100 * MS, no_g, |s| s
+        .replica(1)
+        .committed()
+        .contains(lsn_of(s, 1, z))));
+    let z_lsn = lsn_of(&s, 1, z);
+    s.drop_where(|m| m.from == 1);
+    assert!(
+        !s.replica(2).committed().contains(z_lsn),
+        "F has not learned Z is committed"
+    );
+    // The duplicate base forward arrives.
+    s.pool.push(duplicate);
+    s.deliver(|m| m.to == 2);
+    s.crash(1);
+    s.run_until_with(2 * t_min, |m| m.from != 1, |_| false);
+    // F, the freshest, leads next: its base must hold Z.
+    campaign_among(&mut s, 2, &[2, 3]);
+    if s.violation.is_none() {
+        assert_eq!(s.record_at(2, z_lsn).map(|r| r.cmd), Some(z.encode()));
+    }
+    s
+}
+
+#[test]
+fn h7a_repeated_base_forward_drops_nothing() {
+    let s = h7a(Mutations::default());
+    assert_eq!(s.violation, None);
+}
+
+#[test]
+fn h7a_mutant_dropping_again_is_caught() {
+    let s = h7a(Mutations {
+        redo_base_drop: true,
+        ..Default::default()
+    });
+    let violation = s.violation.expect("the mutant must be caught");
+    assert!(violation.contains("without LSN"), "{violation}");
+}
+
+/// H6: leader A proposes X; B and C make it durable and ack (X is chosen); A
+/// crashes before its own write completes. Restarted as the same leader, A
+/// has nothing at X's LSN and proposes Y there. A, B, C are nodes 1, 2, 3.
+fn h6(mutations: Mutations) -> Script {
+    let t_min = Script::params().t_min;
+    let mut s = Script::new(3, Script::params(), mutations);
+    s.advance(t_min + 20 * MS);
+    let c = elect_among(&mut s, 1, &[1, 2, 3]);
+    s.auto_disk = false;
+    let x = KvOp::Set { key: 3, value: 50 };
+    s.propose(1, x);
+    s.deliver(|m| m.from == 1);
+    s.complete_disk(2);
+    s.complete_disk(3);
+    s.deliver(|m| m.to == 1);
+    let x_lsn = lsn_of(&s, 2, x);
+    assert!(
+        s.replica(1).committed().contains(x_lsn),
+        "X is chosen by B and C"
+    );
+    assert!(
+        s.replica(1).log().get(&x_lsn).is_none(),
+        "A's own write is still in flight"
+    );
+    s.crash(1);
+    s.auto_disk = true;
+    s.restart(1);
+    if s.replica(1).established_leader() == Some(c) {
+        // The mutant is back as `c` and proposes at the next LSN it sees free.
+        s.propose(1, KvOp::Set { key: 3, value: 51 });
+    } else {
+        s.run_until_with(3 * t_min, |_| true, |_| false);
+        campaign_among(&mut s, 2, &[1, 2, 3]);
+    }
+    s
+}
+
+#[test]
+fn h6_restart_never_resumes_leadership() {
+    let s = h6(Mutations::default());
+    assert_eq!(s.violation, None);
+    assert!(s.replica(1).established_leader().is_none());
+}
+
+#[test]
+fn h6_mutant_resuming_leadership_is_caught() {
+    let s = h6(Mutations {
+        resume_leadership: true,
+        ..Default::default()
+    });
+    let violation = s.violation.expect("the mutant must be caught");
+    assert!(violation.contains("two contents"), "{violation}");
+}

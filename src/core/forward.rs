@@ -257,6 +257,20 @@ impl<C: Conflicts> Replica<C> {
                 self.send_need_base(from, c);
                 return;
             }
+            Some(_) if self.mutations.redo_base_drop => {
+                let keep = self.committed.intersection(&self.accepted);
+                let records = forward
+                    .records
+                    .into_iter()
+                    .filter(|r| !keep.contains(r.lsn))
+                    .collect();
+                self.append(WalEntry::Base {
+                    committer: c,
+                    keep: keep.clone(),
+                    records,
+                    committed: keep,
+                });
+            }
             // A plain forward, or a base forward again: drops nothing.
             _ => self.write_new_records(c, forward.records),
         }

@@ -52,7 +52,11 @@ impl<C: Conflicts> Replica<C> {
         // Fill holes with no-ops that depend on every earlier LSN.
         if let Some(max) = base_lsns.max() {
             for lsn in 0..=max {
-                base.entry(lsn).or_insert_with(|| Record::noop(c, lsn));
+                let mut noop = Record::noop(c, lsn);
+                if self.mutations.noop_empty_deps {
+                    noop.deps = TailBitmap::new();
+                }
+                base.entry(lsn).or_insert(noop);
             }
         }
         let keep = self.accepted.clone();

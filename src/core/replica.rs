@@ -8,6 +8,7 @@ use super::deps::{Conflicts, DepsIndex};
 use super::io::{Input, Nanos, Output, ProposalId, SlotState, WalEntry, WriteId};
 use super::message::{Grant, Message};
 
+use super::mutations::Mutations;
 use super::params::Params;
 use super::quorum::Config;
 use super::rng::Rng;
@@ -24,17 +25,6 @@ pub struct Durable {
     pub wal: Vec<WalEntry>,
     /// Recovery found corruption vouched for by a later frame (DESIGN.md §4).
     pub corrupted: bool,
-}
-
-/// Test-only switches that remove one rule each, so the simulator can show
-/// that the rule is needed. All off in production.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct Mutations {
-    /// Count vote replies addressed to an earlier campaign (N8a).
-    pub accept_stale_replies: bool,
-    /// Classic Raft's one vote per term instead of greater-or-equal voting.
-    /// Not a mutant: the baseline the "less conflict" measurement compares to.
-    pub classic_vote: bool,
 }
 
 pub(super) enum Role {
@@ -243,8 +233,47 @@ impl<C: Conflicts> Replica<C> {
         replica
     }
 
+    /// The H6 mutant: come back as the leader this replica was before the
+    /// restart, instead of winning a new election.
+    fn resume_leadership(&mut self) {
+        let c = self.vote;
+        if c.node != self.id || self.committer != c {
+            return;
+        }
+        let mut followers = BTreeMap::new();
+        for member in self.config.members() {
+            if member != self.id {
+                let progress = Progress {
+                    needs_base: true,
+                    ..Default::default()
+                };
+                followers.insert(member, progress);
+            }
+        }
+        self.role = Role::Leader(Box::new(Leader {
+            c,
+            merge: MergeState::Writing {
+                write: WriteId::MAX,
+            },
+            next_seq: 1,
+            next_lsn: 0,
+            followers,
+            own_acked: TailBitmap::new(),
+            queue: Vec::new(),
+            batch_write: None,
+            deps: DepsIndex::new(self.params.strict),
+            reelect_at: None,
+            sent_at: BTreeMap::new(),
+            lease_until: 0,
+        }));
+        self.on_merge_durable();
+    }
+
     pub fn set_mutations(&mut self, mutations: Mutations) {
         self.mutations = mutations;
+        if self.mutations.resume_leadership && matches!(self.role, Role::Follower) {
+            self.resume_leadership();
+        }
     }
 
     /// Sets the follower's election timer to fire at `at`: lets a simulation

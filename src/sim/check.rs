@@ -276,8 +276,8 @@ impl Checker {
         match self.chosen.get(&record.lsn) {
             Some((chosen, _)) if chosen == record => Ok(()),
             Some((chosen, _)) => Err(format!(
-                "node {node} applies {:?}'s record at LSN {}, but {:?}'s was chosen",
-                record.author, record.lsn, chosen.author
+                "node {node} applies a record at LSN {} (by {:?}) other than the chosen one (by {:?})",
+                record.lsn, record.author, chosen.author
             )),
             None => Err(format!(
                 "node {node} applies LSN {}, which was never chosen",

@@ -39,6 +39,8 @@ pub struct Script {
     now: Nanos,
     nodes: BTreeMap<NodeId, Node>,
     pub pool: Vec<InFlight>,
+    /// Every message ever sent, in order (to replay one as a duplicate).
+    pub sent: Vec<InFlight>,
     checker: Checker,
     /// Complete every disk write as soon as it is issued.
     pub auto_disk: bool,
@@ -64,6 +66,7 @@ impl Script {
             now: 0,
             nodes: BTreeMap::new(),
             pool: Vec::new(),
+            sent: Vec::new(),
             auto_disk: true,
             manual_elections: true,
             replies: BTreeMap::new(),
@@ -397,11 +400,13 @@ impl Script {
                 if let Err(v) = verdict {
                     self.fail(v);
                 }
-                self.pool.push(InFlight {
+                let m = InFlight {
                     from: node,
                     to,
                     msg,
-                });
+                };
+                self.sent.push(m.clone());
+                self.pool.push(m);
             }
             Output::WriteSlot(slot) => {
                 self.nodes.get_mut(&node).expect("node").slot_in_flight = Some(slot);
