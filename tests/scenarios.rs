@@ -349,3 +349,76 @@ fn h6_mutant_resuming_leadership_is_caught() {
     let violation = s.violation.expect("the mutant must be caught");
     assert!(violation.contains("two contents"), "{violation}");
 }
+
+/// H9b: SET k=1; read-only GET k (deps on the SET); SET k=2, which must
+/// depend on the GET too, or a replica may apply it before the GET and the
+/// GET returns 2.
+fn h9b(mutations: Mutations) -> Script {
+    let mut s = Script::new(3, Script::params(), mutations);
+    s.advance(Script::params().t_min + 20 * MS);
+    elect_among(&mut s, 1, &[1, 2, 3]);
+    s.propose(1, KvOp::Set { key: 4, value: 1 });
+    let get = s.propose(1, KvOp::Get { key: 4 });
+    s.propose(1, KvOp::Set { key: 4, value: 2 });
+    assert!(s.run_until(500 * MS, |s| s.replies.len() == 3));
+    let reply = s.replies[&get].clone().expect("GET answered");
+    assert_eq!(reply.output, 1u64.to_le_bytes());
+    s.final_checks();
+    s
+}
+
+#[test]
+fn h9b_write_depends_on_reads_since_the_last_write() {
+    let s = h9b(Mutations::default());
+    assert_eq!(s.violation, None);
+}
+
+#[test]
+fn h9b_mutant_ignoring_reads_is_caught() {
+    let s = h9b(Mutations {
+        deps_ignore_reads: true,
+        ..Default::default()
+    });
+    let violation = s.violation.expect("the mutant must be caught");
+    assert!(violation.contains("dependency closure"), "{violation}");
+}
+
+/// L2: five replicas; one batch is lost on all four links, with no broken
+/// connection; later batches commit. Without retransmission the lost batch
+/// never commits, nor does anything that depends on it.
+fn l2(mutations: Mutations) -> (Script, bool) {
+    let mut s = Script::new(5, Script::params(), mutations);
+    s.advance(Script::params().t_min + 20 * MS);
+    elect_among(&mut s, 1, &[1, 2, 3, 4, 5]);
+    let lost = KvOp::Set { key: 8, value: 20 };
+    s.propose(1, lost);
+    s.drop_where(|m| m.from == 1);
+    let lost_lsn = lsn_of(&s, 1, lost);
+    s.propose(1, KvOp::Set { key: 2, value: 30 });
+    let dependent = s.propose(1, KvOp::Get { key: 8 });
+    let committed = s.run_until(1_000 * MS, |s| {
+        s.replica(1).committed().contains(lost_lsn) && s.replies.contains_key(&dependent)
+    });
+    s.final_checks();
+    (s, committed)
+}
+
+#[test]
+fn l2_lost_batch_is_resent() {
+    let (s, committed) = l2(Mutations::default());
+    assert_eq!(s.violation, None);
+    assert!(committed);
+}
+
+#[test]
+fn l2_mutant_without_retransmission_stalls() {
+    let (s, committed) = l2(Mutations {
+        no_retransmit: true,
+        ..Default::default()
+    });
+    assert_eq!(s.violation, None);
+    assert!(
+        !committed,
+        "liveness bound: the lost batch must stall without resends"
+    );
+}

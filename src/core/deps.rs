@@ -36,6 +36,8 @@ struct KeyState {
 #[derive(Debug, Clone)]
 pub struct DepsIndex {
     strict: bool,
+    /// The H9b mutant: writes skip the reads since the last write.
+    ignore_reads: bool,
     barrier: Lsn,
     keys: HashMap<u64, KeyState>,
 }
@@ -45,9 +47,15 @@ impl DepsIndex {
     pub fn new(strict: bool) -> Self {
         DepsIndex {
             strict,
+            ignore_reads: false,
             barrier: 0,
             keys: HashMap::new(),
         }
+    }
+
+    /// The H9b mutant (tests only).
+    pub fn ignore_reads(&mut self) {
+        self.ignore_reads = true;
     }
 
     /// Raises the barrier: every later record depends on all of `[0, barrier)`.
@@ -85,8 +93,10 @@ impl DepsIndex {
             if class.read_only {
                 state.reads_since_write.push(lsn);
             } else {
-                for &r in &state.reads_since_write {
-                    deps.insert(r).expect("deps are valid LSNs");
+                if !self.ignore_reads {
+                    for &r in &state.reads_since_write {
+                        deps.insert(r).expect("deps are valid LSNs");
+                    }
                 }
                 state.reads_since_write.clear();
                 state.last_write = Some(lsn);

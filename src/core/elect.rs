@@ -159,7 +159,10 @@ impl<C: Conflicts> Replica<C> {
         };
         let grant = Grant {
             accepted: self.accepted.clone(),
-            committed: self.durable_committed.clone(),
+            committed: self
+                .mutations
+                .reported_committed(&self.durable_committed, &self.committed)
+                .clone(),
             records,
         };
         let reply = Message::ElectReply {

@@ -58,6 +58,7 @@ impl<C: Conflicts> Replica<C> {
         let params = self.params.clone();
         let all = self.leader_lsns();
         let committed = self.committed.clone();
+        let no_retransmit = self.mutations.no_retransmit;
         let Role::Leader(leader) = &mut self.role else {
             return;
         };
@@ -68,10 +69,11 @@ impl<C: Conflicts> Replica<C> {
             // Resend what a later echo or the timeout says was lost.
             let echoed = progress.echoed_seq;
             let acked = &progress.acked;
+            let resend = !no_retransmit;
             progress.inflight.retain(|&seq, (sent, lsns)| {
-                seq + params.window as u64 > echoed
-                    && now < *sent + params.retransmit
-                    && !lsns.is_subset(acked)
+                let lost = seq + params.window as u64 <= echoed || now >= *sent + params.retransmit;
+                let done = lsns.is_subset(acked) || (resend && lost);
+                !done
             });
             let heartbeat_due = now >= progress.last_send + params.heartbeat;
             let (base, lsns) = if progress.needs_base {
@@ -234,7 +236,8 @@ impl<C: Conflicts> Replica<C> {
                 if c < self.committer {
                     return; // committer never decreases (I2): not reachable past the vote check
                 }
-                if !assumed.is_subset(&self.durable_committed) {
+                if !assumed.is_subset(&self.durable_committed) && !self.mutations.volatile_committed
+                {
                     self.send_need_base(from, c);
                     return;
                 }
@@ -280,7 +283,10 @@ impl<C: Conflicts> Replica<C> {
     fn send_need_base(&mut self, to: NodeId, leader: LeaderId) {
         let msg = Message::NeedBase {
             leader,
-            committed: self.durable_committed.clone(),
+            committed: self
+                .mutations
+                .reported_committed(&self.durable_committed, &self.committed)
+                .clone(),
         };
         self.send(to, msg);
     }
@@ -332,7 +338,10 @@ impl<C: Conflicts> Replica<C> {
             leader: c,
             seq: self.following.last_seq,
             acked: self.accepted.clone(),
-            committed: self.durable_committed.clone(),
+            committed: self
+                .mutations
+                .reported_committed(&self.durable_committed, &self.committed)
+                .clone(),
         };
         self.send(c.node, msg);
     }

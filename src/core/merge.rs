@@ -87,11 +87,16 @@ impl<C: Conflicts> Replica<C> {
                     .get(&member)
                     .map(|g| g.committed.clone())
                     .unwrap_or_default();
+                let seeded = match grants.get(&member) {
+                    Some(g) if self.mutations.seed_acked_from_votes => g.accepted.clone(),
+                    _ => TailBitmap::new(),
+                };
                 leader.followers.insert(
                     member,
                     Progress {
                         needs_base: true,
                         assumed_committed: assumed,
+                        acked: seeded,
                         ..Default::default()
                     },
                 );
@@ -104,6 +109,9 @@ impl<C: Conflicts> Replica<C> {
         let own = self.accepted.clone();
         let strict = self.params.strict;
         let mut deps = DepsIndex::new(strict);
+        if self.mutations.deps_ignore_reads {
+            deps.ignore_reads();
+        }
         for record in self.log.values() {
             let class = if record.cmd.is_empty() {
                 Default::default()
