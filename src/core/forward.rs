@@ -241,43 +241,34 @@ impl<C: Conflicts> Replica<C> {
                     self.send_need_base(from, c);
                     return;
                 }
-                // One atomic frame: committer = c, the log is keep ∪ base.
-                let keep = self.committed.intersection(&self.accepted);
-                let records: Vec<Record> = forward
-                    .records
-                    .into_iter()
-                    .filter(|r| !keep.contains(r.lsn))
-                    .collect();
-                self.append(WalEntry::Base {
-                    committer: c,
-                    keep: keep.clone(),
-                    records,
-                    committed: keep,
-                });
+                self.write_base(c, forward.records);
                 self.pending_committer = Some(c);
             }
             _ if effective != c => {
                 self.send_need_base(from, c);
                 return;
             }
-            Some(_) if self.mutations.redo_base_drop => {
-                let keep = self.committed.intersection(&self.accepted);
-                let records = forward
-                    .records
-                    .into_iter()
-                    .filter(|r| !keep.contains(r.lsn))
-                    .collect();
-                self.append(WalEntry::Base {
-                    committer: c,
-                    keep: keep.clone(),
-                    records,
-                    committed: keep,
-                });
-            }
+            Some(_) if self.mutations.redo_base_drop => self.write_base(c, forward.records),
             // A plain forward, or a base forward again: drops nothing.
             _ => self.write_new_records(c, forward.records),
         }
         self.following.ack_due = true;
+    }
+
+    /// One atomic base frame: committer = c, and the log is exactly the
+    /// LSNs known committed (kept as held) plus the base records.
+    fn write_base(&mut self, c: LeaderId, records: Vec<Record>) {
+        let keep = self.committed.intersection(&self.accepted);
+        let records = records
+            .into_iter()
+            .filter(|r| !keep.contains(r.lsn))
+            .collect();
+        self.append(WalEntry::Base {
+            committer: c,
+            keep: keep.clone(),
+            records,
+            committed: keep,
+        });
     }
 
     fn send_need_base(&mut self, to: NodeId, leader: LeaderId) {

@@ -3,12 +3,13 @@
 //! the checks of §3.8 after every step. The same seed replays the same run.
 
 mod check;
+mod disk;
 pub mod kv;
 pub mod script;
 
 use crate::core::{
-    Config, Durable, Input, Message, Mutations, Nanos, Output, Params, ProposalId, Replica, Rng,
-    SlotState, WalEntry, WriteId,
+    Config, Input, Message, Mutations, Nanos, Output, Params, ProposalId, Replica, Rng, WalEntry,
+    WriteId,
 };
 use crate::ids::{LeaderId, NodeId};
 use check::{Checker, Violation};
@@ -192,10 +193,7 @@ enum Event {
 struct Node {
     replica: Option<Replica<KvConflicts>>,
     incarnation: u64,
-    slot: Option<SlotState>,
-    slot_in_flight: Option<SlotState>,
-    wal: Vec<WalEntry>,
-    wal_in_flight: BTreeMap<WriteId, (WalEntry, bool)>,
+    disk: disk::Disk,
     kv: KvState,
     /// Apply outputs waiting for their `ApplyDone`.
     applying: BTreeMap<u64, crate::frame::Record>,
@@ -288,10 +286,7 @@ impl Sim {
                 Node {
                     replica: None,
                     incarnation: 0,
-                    slot: None,
-                    slot_in_flight: None,
-                    wal: Vec::new(),
-                    wal_in_flight: BTreeMap::new(),
+                    disk: disk::Disk::default(),
                     kv: KvState::default(),
                     applying: BTreeMap::new(),
                 },
@@ -402,7 +397,7 @@ impl Sim {
             } => {
                 let n = self.nodes.get_mut(&node).expect("node");
                 if n.incarnation == incarnation && n.replica.is_some() {
-                    n.slot = n.slot_in_flight.take();
+                    n.disk.complete_slot();
                     self.step(node, Input::SlotDurable { generation })?;
                 }
             }
@@ -413,20 +408,7 @@ impl Sim {
             } => {
                 let n = self.nodes.get_mut(&node).expect("node");
                 if n.incarnation == incarnation && n.replica.is_some() {
-                    if let Some(w) = n.wal_in_flight.get_mut(&id) {
-                        w.1 = true;
-                    }
-                    // The durable mark moves over the contiguous prefix of completed writes.
-                    let mut upto = None;
-                    while let Some(entry) = n.wal_in_flight.first_entry() {
-                        if !entry.get().1 {
-                            break;
-                        }
-                        let (id, (e, _)) = entry.remove_entry();
-                        n.wal.push(e);
-                        upto = Some(id + 1);
-                    }
-                    if let Some(upto) = upto {
+                    if let Some(upto) = n.disk.complete_wal(id) {
                         self.step(node, Input::WalDurable { upto })?;
                     }
                 }
@@ -495,8 +477,7 @@ impl Sim {
         // Everything not durable is lost; a write in flight is torn.
         n.replica = None;
         n.incarnation += 1;
-        n.slot_in_flight = None;
-        n.wal_in_flight.clear();
+        n.disk.crash();
         n.kv = KvState::default();
         n.applying.clear();
     }
@@ -507,11 +488,7 @@ impl Sim {
             return Ok(());
         }
         n.incarnation += 1;
-        let durable = Durable {
-            slot: n.slot,
-            wal: n.wal.clone(),
-            corrupted: false,
-        };
+        let durable = n.disk.durable();
         let seed = self.cfg.seed ^ (n.incarnation << 32);
         let mut replica = Replica::new(
             node,
@@ -582,8 +559,7 @@ impl Sim {
             }
             Output::WriteSlot(slot) => {
                 let n = self.nodes.get_mut(&node).expect("node");
-                assert!(n.slot_in_flight.is_none(), "one slot write at a time");
-                n.slot_in_flight = Some(slot);
+                n.disk.write_slot(slot);
                 let at = self.now + self.disk_delay();
                 self.schedule(
                     at,
@@ -605,21 +581,13 @@ impl Sim {
                     if committer.node == node {
                         // A merge frame: the log becomes keep ∪ records.
                         let replica = self.nodes[&node].replica.as_ref().expect("live");
-                        let mut base: BTreeMap<u64, crate::frame::Record> = replica
-                            .log()
-                            .iter()
-                            .filter(|(l, _)| keep.contains(**l))
-                            .map(|(l, r)| (*l, r.clone()))
-                            .collect();
-                        for r in records {
-                            base.insert(r.lsn, r.clone());
-                        }
+                        let base = disk::merge_base(replica, keep, records);
                         self.checker
                             .on_merge_frame(node, incarnation, *committer, base)?;
                     }
                 }
                 let n = self.nodes.get_mut(&node).expect("node");
-                n.wal_in_flight.insert(id, (entry, false));
+                n.disk.append(id, entry);
                 let at = self.now + self.disk_delay();
                 self.schedule(
                     at,

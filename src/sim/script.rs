@@ -3,10 +3,11 @@
 //! replica crashes, and how time moves. The checks are the simulator's own.
 
 use super::check::{Checker, Violation};
+use super::disk::{merge_base, Disk};
 use super::kv::{KvConflicts, KvOp, KvState};
 use crate::core::{
-    Config, Durable, Input, Message, Mutations, Nanos, Output, Params, ProposalId, ProposeError,
-    Replica, Reply, SlotState, WalEntry, WriteId,
+    Config, Input, Message, Mutations, Nanos, Output, Params, ProposalId, ProposeError, Replica,
+    Reply, WalEntry, WriteId,
 };
 use crate::frame::Record;
 use crate::ids::{LeaderId, Lsn, NodeId};
@@ -25,10 +26,7 @@ pub struct InFlight {
 struct Node {
     replica: Option<Replica<KvConflicts>>,
     incarnation: u64,
-    slot: Option<SlotState>,
-    slot_in_flight: Option<SlotState>,
-    wal: Vec<WalEntry>,
-    wal_in_flight: BTreeMap<WriteId, (WalEntry, bool)>,
+    disk: Disk,
     kv: KvState,
 }
 
@@ -80,10 +78,7 @@ impl Script {
                 Node {
                     replica: None,
                     incarnation: 0,
-                    slot: None,
-                    slot_in_flight: None,
-                    wal: Vec::new(),
-                    wal_in_flight: BTreeMap::new(),
+                    disk: Disk::default(),
                     kv: KvState::default(),
                 },
             );
@@ -203,14 +198,8 @@ impl Script {
     /// Completes the slot write in flight at `node`, if any.
     pub fn complete_slot(&mut self, node: NodeId) {
         let n = self.nodes.get_mut(&node).expect("node");
-        if let Some(slot) = n.slot_in_flight.take() {
-            n.slot = Some(slot);
-            self.step(
-                node,
-                Input::SlotDurable {
-                    generation: slot.generation,
-                },
-            );
+        if let Some(generation) = n.disk.complete_slot() {
+            self.step(node, Input::SlotDurable { generation });
         }
     }
 
@@ -218,45 +207,19 @@ impl Script {
     /// contiguous prefix of completed writes.
     pub fn complete_wal(&mut self, node: NodeId, id: WriteId) {
         let n = self.nodes.get_mut(&node).expect("node");
-        if let Some(w) = n.wal_in_flight.get_mut(&id) {
-            w.1 = true;
-        }
-        let mut upto = None;
-        while let Some(entry) = n.wal_in_flight.first_entry() {
-            if !entry.get().1 {
-                break;
-            }
-            let (id, (e, _)) = entry.remove_entry();
-            n.wal.push(e);
-            upto = Some(id + 1);
-        }
-        if let Some(upto) = upto {
+        if let Some(upto) = n.disk.complete_wal(id) {
             self.step(node, Input::WalDurable { upto });
         }
     }
 
-    /// Completes every disk write in flight at `node`.
+    /// Completes every disk write in flight at `node`, and those they issue.
     pub fn complete_disk(&mut self, node: NodeId) {
-        self.complete_slot(node);
-        let ids: Vec<WriteId> = self.nodes[&node].wal_in_flight.keys().copied().collect();
-        for id in ids {
-            self.complete_wal(node, id);
+        while self.nodes[&node].disk.busy() {
+            self.complete_slot(node);
+            for id in self.nodes[&node].disk.in_flight() {
+                self.complete_wal(node, id);
+            }
         }
-        // Completions may issue more writes.
-        if !self.nodes[&node].wal_in_flight.is_empty() || self.nodes[&node].slot_in_flight.is_some()
-        {
-            self.complete_disk(node);
-        }
-    }
-
-    /// WAL writes in flight at `node`, oldest first.
-    pub fn wal_in_flight(&self, node: NodeId) -> Vec<(WriteId, WalEntry)> {
-        self.nodes[&node]
-            .wal_in_flight
-            .iter()
-            .filter(|(_, (_, done))| !done)
-            .map(|(id, (e, _))| (*id, e.clone()))
-            .collect()
     }
 
     /// Loses everything not durable, then restarts through recovery.
@@ -268,8 +231,7 @@ impl Script {
     pub fn crash(&mut self, node: NodeId) {
         let n = self.nodes.get_mut(&node).expect("node");
         n.replica = None;
-        n.slot_in_flight = None;
-        n.wal_in_flight.clear();
+        n.disk.crash();
         n.kv = KvState::default();
         // Messages already sent stay in the pool: a crash recalls no packet.
     }
@@ -277,11 +239,7 @@ impl Script {
     pub fn restart(&mut self, node: NodeId) {
         let n = self.nodes.get_mut(&node).expect("node");
         n.incarnation += 1;
-        let durable = Durable {
-            slot: n.slot,
-            wal: n.wal.clone(),
-            corrupted: false,
-        };
+        let durable = n.disk.durable();
         let mut replica = Replica::new(
             node,
             self.config.clone(),
@@ -409,7 +367,11 @@ impl Script {
                 self.pool.push(m);
             }
             Output::WriteSlot(slot) => {
-                self.nodes.get_mut(&node).expect("node").slot_in_flight = Some(slot);
+                self.nodes
+                    .get_mut(&node)
+                    .expect("node")
+                    .disk
+                    .write_slot(slot);
                 if self.auto_disk {
                     self.complete_slot(node);
                 }
@@ -424,15 +386,7 @@ impl Script {
                 {
                     if committer.node == node {
                         let replica = self.nodes[&node].replica.as_ref().expect("live");
-                        let mut base: BTreeMap<Lsn, Record> = replica
-                            .log()
-                            .iter()
-                            .filter(|(l, _)| keep.contains(**l))
-                            .map(|(l, r)| (*l, r.clone()))
-                            .collect();
-                        for r in records {
-                            base.insert(r.lsn, r.clone());
-                        }
+                        let base = merge_base(replica, keep, records);
                         if let Err(v) =
                             self.checker
                                 .on_merge_frame(node, incarnation, *committer, base)
@@ -444,8 +398,8 @@ impl Script {
                 self.nodes
                     .get_mut(&node)
                     .expect("node")
-                    .wal_in_flight
-                    .insert(id, (entry, false));
+                    .disk
+                    .append(id, entry);
                 if self.auto_disk {
                     self.complete_wal(node, id);
                 }

@@ -1,0 +1,96 @@
+//! A replica's simulated disk: the slot file and the WAL, with writes in
+//! flight. A crash loses every write not below the durable mark and the slot
+//! write in flight; what is durable is what recovery sees.
+
+use crate::core::{Conflicts, Durable, Replica, SlotState, WalEntry, WriteId};
+use crate::frame::Record;
+use crate::ids::Lsn;
+use crate::TailBitmap;
+use std::collections::BTreeMap;
+
+#[derive(Default)]
+pub struct Disk {
+    slot: Option<SlotState>,
+    slot_in_flight: Option<SlotState>,
+    /// Durable WAL entries, in order.
+    wal: Vec<WalEntry>,
+    /// Issued writes: the entry, and whether it completed.
+    wal_in_flight: BTreeMap<WriteId, (WalEntry, bool)>,
+}
+
+impl Disk {
+    pub fn write_slot(&mut self, slot: SlotState) {
+        assert!(self.slot_in_flight.is_none(), "one slot write at a time");
+        self.slot_in_flight = Some(slot);
+    }
+
+    pub fn append(&mut self, id: WriteId, entry: WalEntry) {
+        self.wal_in_flight.insert(id, (entry, false));
+    }
+
+    /// The slot write in flight lands; returns its generation.
+    pub fn complete_slot(&mut self) -> Option<u64> {
+        let slot = self.slot_in_flight.take()?;
+        self.slot = Some(slot);
+        Some(slot.generation)
+    }
+
+    /// Write `id` completes. The durable mark moves over the contiguous
+    /// prefix of completed writes; returns it if it moved.
+    pub fn complete_wal(&mut self, id: WriteId) -> Option<WriteId> {
+        if let Some(write) = self.wal_in_flight.get_mut(&id) {
+            write.1 = true;
+        }
+        let mut upto = None;
+        while let Some(write) = self.wal_in_flight.first_entry() {
+            if !write.get().1 {
+                break;
+            }
+            let (id, (entry, _)) = write.remove_entry();
+            self.wal.push(entry);
+            upto = Some(id + 1);
+        }
+        upto
+    }
+
+    pub fn busy(&self) -> bool {
+        self.slot_in_flight.is_some() || !self.wal_in_flight.is_empty()
+    }
+
+    pub fn in_flight(&self) -> Vec<WriteId> {
+        self.wal_in_flight.keys().copied().collect()
+    }
+
+    /// Power is lost: what was in flight is gone (a torn write included).
+    pub fn crash(&mut self) {
+        self.slot_in_flight = None;
+        self.wal_in_flight.clear();
+    }
+
+    /// What recovery finds.
+    pub fn durable(&self) -> Durable {
+        Durable {
+            slot: self.slot,
+            wal: self.wal.clone(),
+            corrupted: false,
+        }
+    }
+}
+
+/// The log a merge frame makes on `replica`: its records at `keep`, plus `records`.
+pub fn merge_base<C: Conflicts>(
+    replica: &Replica<C>,
+    keep: &TailBitmap,
+    records: &[Record],
+) -> BTreeMap<Lsn, Record> {
+    let mut base: BTreeMap<Lsn, Record> = replica
+        .log()
+        .iter()
+        .filter(|(lsn, _)| keep.contains(**lsn))
+        .map(|(lsn, r)| (*lsn, r.clone()))
+        .collect();
+    for r in records {
+        base.insert(r.lsn, r.clone());
+    }
+    base
+}
