@@ -1,6 +1,6 @@
 //! traft: TRaft — a Raft variant with merge-log elections, out-of-order commit
 //! and apply, and generalized joint consensus — as a storage-and-replication
-//! engine. See `DESIGN.md` in the repository for the protocol.
+//! engine. The protocol is `docs/DESIGN.md`; code comments cite its sections.
 
 pub mod bitmap;
 pub mod core;
