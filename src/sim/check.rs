@@ -6,7 +6,7 @@
 
 use super::kv::{KvConflicts, KvState};
 use crate::bitmap::TailBitmap;
-use crate::core::{Config, Conflicts, Replica};
+use crate::core::{Config, Conflicts, Message, Replica, WalEntry};
 use crate::frame::Record;
 use crate::ids::{LeaderId, Lsn, NodeId};
 use std::collections::BTreeMap;
@@ -48,9 +48,60 @@ impl Checker {
         self.bases.len()
     }
 
+    /// Checks made at the moment `sender` produces `msg`: I1 for acks, I4
+    /// for forwards.
+    pub fn on_send<C: Conflicts>(
+        &mut self,
+        sender: &Replica<C>,
+        msg: &Message,
+    ) -> Result<(), Violation> {
+        match msg {
+            Message::Ack { leader, acked, .. } => self.on_ack(sender, *leader, acked),
+            Message::Forward(f) if sender.established_leader() != Some(f.leader) => Err(format!(
+                "I4: node {} forwarded as {:?} without being its established leader",
+                sender.id(),
+                f.leader
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// `writer` issued a WAL write; a merge frame of its own leadership
+    /// records that leader's base.
+    pub fn on_append<C: Conflicts>(
+        &mut self,
+        writer: &Replica<C>,
+        incarnation: u64,
+        entry: &WalEntry,
+    ) -> Result<(), Violation> {
+        let WalEntry::Base {
+            committer,
+            keep,
+            records,
+            ..
+        } = entry
+        else {
+            return Ok(());
+        };
+        if committer.node != writer.id() {
+            return Ok(());
+        }
+        // A merge frame: the log becomes the writer's records at `keep` plus `records`.
+        let mut base: BTreeMap<Lsn, Record> = writer
+            .log()
+            .iter()
+            .filter(|(lsn, _)| keep.contains(**lsn))
+            .map(|(lsn, r)| (*lsn, r.clone()))
+            .collect();
+        for r in records {
+            base.insert(r.lsn, r.clone());
+        }
+        self.on_merge_frame(writer.id(), incarnation, *committer, base)
+    }
+
     /// An ack left `sender` for leadership `c` (I1 is checked at the moment
     /// the ack is produced).
-    pub fn on_ack<C: Conflicts>(
+    fn on_ack<C: Conflicts>(
         &mut self,
         sender: &Replica<C>,
         c: LeaderId,
@@ -144,7 +195,7 @@ impl Checker {
 
     /// A replica issued the merge frame of leadership `c`: `base` is the log
     /// it makes. LeaderIds are unique, and the base holds every earlier choice.
-    pub fn on_merge_frame(
+    fn on_merge_frame(
         &mut self,
         node: NodeId,
         incarnation: u64,

@@ -2,10 +2,7 @@
 //! flight. A crash loses every write not below the durable mark and the slot
 //! write in flight; what is durable is what recovery sees.
 
-use crate::core::{Conflicts, Durable, Replica, SlotState, WalEntry, WriteId};
-use crate::frame::Record;
-use crate::ids::Lsn;
-use crate::TailBitmap;
+use crate::core::{Durable, SlotState, WalEntry, WriteId};
 use std::collections::BTreeMap;
 
 #[derive(Default)]
@@ -75,22 +72,4 @@ impl Disk {
             corrupted: false,
         }
     }
-}
-
-/// The log a merge frame makes on `replica`: its records at `keep`, plus `records`.
-pub fn merge_base<C: Conflicts>(
-    replica: &Replica<C>,
-    keep: &TailBitmap,
-    records: &[Record],
-) -> BTreeMap<Lsn, Record> {
-    let mut base: BTreeMap<Lsn, Record> = replica
-        .log()
-        .iter()
-        .filter(|(lsn, _)| keep.contains(**lsn))
-        .map(|(lsn, r)| (*lsn, r.clone()))
-        .collect();
-    for r in records {
-        base.insert(r.lsn, r.clone());
-    }
-    base
 }

@@ -8,8 +8,7 @@ pub mod kv;
 pub mod script;
 
 use crate::core::{
-    Config, Input, Message, Mutations, Nanos, Output, Params, ProposalId, Replica, Rng, WalEntry,
-    WriteId,
+    Config, Input, Message, Mutations, Nanos, Output, Params, ProposalId, Replica, Rng, WriteId,
 };
 use crate::ids::{LeaderId, NodeId};
 use check::{Checker, Violation};
@@ -554,7 +553,8 @@ impl Sim {
         let incarnation = self.nodes[&node].incarnation;
         match output {
             Output::Send { to, msg } => {
-                self.check_send(node, &msg)?;
+                let sender = self.nodes[&node].replica.as_ref().expect("live");
+                self.checker.on_send(sender, &msg)?;
                 self.send(node, to, msg);
             }
             Output::WriteSlot(slot) => {
@@ -571,21 +571,8 @@ impl Sim {
                 );
             }
             Output::AppendWal { id, entry } => {
-                if let WalEntry::Base {
-                    committer,
-                    keep,
-                    records,
-                    ..
-                } = &entry
-                {
-                    if committer.node == node {
-                        // A merge frame: the log becomes keep ∪ records.
-                        let replica = self.nodes[&node].replica.as_ref().expect("live");
-                        let base = disk::merge_base(replica, keep, records);
-                        self.checker
-                            .on_merge_frame(node, incarnation, *committer, base)?;
-                    }
-                }
+                let writer = self.nodes[&node].replica.as_ref().expect("live");
+                self.checker.on_append(writer, incarnation, &entry)?;
                 let n = self.nodes.get_mut(&node).expect("node");
                 n.disk.append(id, entry);
                 let at = self.now + self.disk_delay();
@@ -639,30 +626,6 @@ impl Sim {
             }
         }
         Ok(())
-    }
-
-    /// Checks made at the moment a message is produced.
-    fn check_send(&mut self, node: NodeId, msg: &Message) -> Result<(), Violation> {
-        let replica = self.nodes[&node].replica.as_ref().expect("live");
-        match msg {
-            Message::Ack { leader, acked, .. } => {
-                let acked = acked.clone();
-                let leader = *leader;
-                let replica = self.nodes[&node].replica.as_ref().expect("live");
-                self.checker.on_ack(replica, leader, &acked)
-            }
-            Message::Forward(f) => {
-                // I4: only an established leader sends forwards.
-                if replica.established_leader() != Some(f.leader) {
-                    return Err(format!(
-                        "I4: node {node} forwarded as {:?} without being its established leader",
-                        f.leader
-                    ));
-                }
-                Ok(())
-            }
-            _ => Ok(()),
-        }
     }
 
     fn send(&mut self, from: NodeId, to: NodeId, msg: Message) {

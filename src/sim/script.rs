@@ -3,11 +3,11 @@
 //! replica crashes, and how time moves. The checks are the simulator's own.
 
 use super::check::{Checker, Violation};
-use super::disk::{merge_base, Disk};
+use super::disk::Disk;
 use super::kv::{KvConflicts, KvOp, KvState};
 use crate::core::{
     Config, Input, Message, Mutations, Nanos, Output, Params, ProposalId, ProposeError, Replica,
-    Reply, WalEntry, WriteId,
+    Reply, WriteId,
 };
 use crate::frame::Record;
 use crate::ids::{LeaderId, Lsn, NodeId};
@@ -345,17 +345,8 @@ impl Script {
     fn output(&mut self, node: NodeId, incarnation: u64, output: Output) {
         match output {
             Output::Send { to, msg } => {
-                let replica = self.nodes[&node].replica.as_ref().expect("live");
-                let mut verdict = Ok(());
-                if let Message::Ack { leader, acked, .. } = &msg {
-                    verdict = self.checker.on_ack(replica, *leader, acked);
-                }
-                if let Message::Forward(f) = &msg {
-                    if replica.established_leader() != Some(f.leader) {
-                        verdict = Err(format!("I4: node {node} forwarded as {:?}", f.leader));
-                    }
-                }
-                if let Err(v) = verdict {
+                let sender = self.nodes[&node].replica.as_ref().expect("live");
+                if let Err(v) = self.checker.on_send(sender, &msg) {
                     self.fail(v);
                 }
                 let m = InFlight {
@@ -377,23 +368,9 @@ impl Script {
                 }
             }
             Output::AppendWal { id, entry } => {
-                if let WalEntry::Base {
-                    committer,
-                    keep,
-                    records,
-                    ..
-                } = &entry
-                {
-                    if committer.node == node {
-                        let replica = self.nodes[&node].replica.as_ref().expect("live");
-                        let base = merge_base(replica, keep, records);
-                        if let Err(v) =
-                            self.checker
-                                .on_merge_frame(node, incarnation, *committer, base)
-                        {
-                            self.fail(v);
-                        }
-                    }
+                let writer = self.nodes[&node].replica.as_ref().expect("live");
+                if let Err(v) = self.checker.on_append(writer, incarnation, &entry) {
+                    self.fail(v);
                 }
                 self.nodes
                     .get_mut(&node)
