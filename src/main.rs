@@ -75,6 +75,13 @@ struct BenchArgs {
 }
 
 fn main() -> Result<()> {
+    // A closed stdout (`traft sim --verbose | head`) ends the process quietly,
+    // as for any Unix filter, instead of panicking in `println!`.
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread
+    // starts; no handler runs Rust code.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
