@@ -197,6 +197,7 @@ fn sim(args: SimArgs) -> Result<()> {
     }
     let started = std::time::Instant::now();
     let (mut steps, mut chosen, mut crashes) = (0u64, 0usize, 0u64);
+    let (mut reads, mut transfers) = (0u64, 0u64);
     for seed in args.start..args.start + args.seeds {
         let mut cfg = SimConfig::new(args.replicas, seed);
         cfg.strict = args.strict;
@@ -211,6 +212,8 @@ fn sim(args: SimArgs) -> Result<()> {
                 steps += report.steps;
                 chosen += report.chosen;
                 crashes += report.crashes;
+                reads += report.reads_ok;
+                transfers += report.transfers;
             }
             Err(failure) => {
                 println!("{failure}");
@@ -219,13 +222,15 @@ fn sim(args: SimArgs) -> Result<()> {
         }
     }
     println!(
-        "{} seeds from {} with {} replicas: no violations ({} steps, {} chosen LSNs, {} crashes, {:.1} s)",
+        "{} seeds from {} with {} replicas: no violations ({} steps, {} chosen LSNs, {} reads served, {} crashes, {} transfers asked, {:.1} s)",
         args.seeds,
         args.start,
         args.replicas,
         steps,
         chosen,
+        reads,
         crashes,
+        transfers,
         started.elapsed().as_secs_f64()
     );
     Ok(())

@@ -16,7 +16,7 @@ impl<C: Conflicts> Replica<C> {
         let Role::Leader(leader) = &self.role else {
             return;
         };
-        if self.vote != leader.c {
+        if self.vote != leader.c && !self.mutations.keep_leading_after_vote {
             return;
         }
         let own = &leader.own_acked;
@@ -49,6 +49,10 @@ impl<C: Conflicts> Replica<C> {
             self.reply(id, Err(ProposeError::NotLeader { leader: None }));
             return;
         }
+        if let Some(transfer) = leader.transfer {
+            self.reply(id, Err(ProposeError::Transferring { to: transfer.to }));
+            return;
+        }
         assert!(!cmd.is_empty(), "an empty command is a no-op");
         let lsn = leader.next_lsn;
         leader.next_lsn += 1;
@@ -78,7 +82,7 @@ impl<C: Conflicts> Replica<C> {
             let Some(record) = self.record_at(lsn) else {
                 continue;
             };
-            if record.deps.is_subset(&self.applied) {
+            if record.deps.is_subset(&self.applied) && !self.held_by_reads(&record.cmd) {
                 ready.push(record.clone());
             }
         }
@@ -103,7 +107,7 @@ impl<C: Conflicts> Replica<C> {
         for (key, id) in waiting {
             self.proposals.remove(&key);
             // Another record at the proposal's LSN: its outcome is unknown (N8b).
-            if Some(key.1) == author {
+            if Some(key.1) == author || self.mutations.proposals_by_lsn {
                 let reply = Reply {
                     lsn,
                     output: result.clone(),

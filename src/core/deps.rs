@@ -38,6 +38,8 @@ pub struct DepsIndex {
     strict: bool,
     /// The H9b mutant: writes skip the reads since the last write.
     ignore_reads: bool,
+    /// The H9a mutant: barriers are ordinary records.
+    ignore_barriers: bool,
     barrier: Lsn,
     keys: HashMap<u64, KeyState>,
 }
@@ -48,14 +50,16 @@ impl DepsIndex {
         DepsIndex {
             strict,
             ignore_reads: false,
+            ignore_barriers: false,
             barrier: 0,
             keys: HashMap::new(),
         }
     }
 
-    /// The H9b mutant (tests only).
-    pub fn ignore_reads(&mut self) {
-        self.ignore_reads = true;
+    /// Applies the mutants that concern deps (tests only).
+    pub fn mutate(&mut self, mutations: &crate::core::Mutations) {
+        self.ignore_reads = mutations.deps_ignore_reads;
+        self.ignore_barriers = mutations.no_barrier;
     }
 
     /// Raises the barrier: every later record depends on all of `[0, barrier)`.
@@ -73,12 +77,30 @@ impl DepsIndex {
         }
     }
 
+    /// What a read of `class` must see applied, served when the next LSN
+    /// is `next_lsn`: the last write of each of its keys (everything, in
+    /// strict mode). Unlike `assign`, it records nothing: a read is not in
+    /// the log.
+    pub fn read_deps(&self, next_lsn: Lsn, class: &CommandClass) -> TailBitmap {
+        if self.strict || class.barrier {
+            return TailBitmap::prefix(next_lsn);
+        }
+        let mut deps = TailBitmap::prefix(self.barrier.min(next_lsn));
+        for key in &class.keys {
+            if let Some(w) = self.keys.get(key).and_then(|s| s.last_write) {
+                deps.insert(w).expect("deps are valid LSNs");
+            }
+        }
+        deps
+    }
+
     /// The deps of a record at `lsn` of class `class`, and records it in the
     /// index. LSNs must be given in increasing order.
     pub fn assign(&mut self, lsn: Lsn, class: &CommandClass) -> TailBitmap {
-        if self.strict || class.barrier {
+        let barrier = class.barrier && !self.ignore_barriers;
+        if self.strict || barrier {
             let deps = TailBitmap::prefix(lsn);
-            if class.barrier {
+            if barrier {
                 self.raise_barrier(lsn + 1);
             }
             return deps;

@@ -5,31 +5,45 @@ use super::message::{Grant, Message};
 use super::replica::{Candidate, Leader, MergeState, Replica, Role};
 use crate::bitmap::TailBitmap;
 use crate::ids::{LeaderId, Lsn, NodeId};
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 impl<C: Conflicts> Replica<C> {
     /// Whether this replica may campaign or grant now.
     fn may_vote(&self) -> bool {
         self.config.is_voter(self.id)
-            && self.demoted_below.is_none()
+            && (self.demoted_below.is_none() || self.mutations.corrupted_votes)
             // A base or merge frame in flight: the durable pair is about to change.
             && self.pending_committer.is_none()
     }
 
-    /// Becomes a candidate `(max_term_seen + 1, self)`, if allowed.
-    pub(super) fn try_campaign(&mut self) {
+    /// Becomes a candidate `(max_term_seen + 1, self)`, if allowed;
+    /// `transfer_from` names the leader handing over to us.
+    pub(super) fn try_campaign(&mut self, transfer_from: Option<LeaderId>) {
         if !self.may_vote() {
             self.election_deadline = self.now + self.params.t_min + self.random(self.params.t_min);
             return;
         }
         let c = LeaderId::new(self.max_term_seen + 1, self.id);
-        debug_assert!(c > self.vote);
+        if self.mutations.max_term_from_zero && c < self.vote {
+            self.vote = c; // the R6 mutant lowers its vote
+        }
+        debug_assert!(c >= self.vote);
         self.raise_vote(c);
         let timeout = self.params.t_min + self.random(self.params.t_min);
+        if self.mutations.skip_merge {
+            // The T3 mutant: lead at once, before any election or merge.
+            let won = MergeState::Won {
+                grants: BTreeMap::new(),
+            };
+            self.role = Role::Leader(Box::new(Leader::new(c, won, self.params.strict)));
+            return;
+        }
         self.role = Role::Candidate(Candidate {
             c,
+            transfer_from,
             req_sent: false,
             grants: BTreeMap::new(),
+            refused: BTreeSet::new(),
             deadline: self.now + timeout,
         });
         self.following = Default::default();
@@ -41,6 +55,7 @@ impl<C: Conflicts> Replica<C> {
             return;
         };
         let c = candidate.c;
+        let transfer_from = candidate.transfer_from;
         if !candidate.req_sent && self.slot.vote == c {
             candidate.req_sent = true;
             let accepted = self.accepted.clone();
@@ -50,7 +65,7 @@ impl<C: Conflicts> Replica<C> {
                         candidate: c,
                         committer: self.committer,
                         accepted: accepted.clone(),
-                        transfer_from: None,
+                        transfer_from,
                     };
                     self.send(voter, msg);
                 }
@@ -76,30 +91,24 @@ impl<C: Conflicts> Replica<C> {
         let Role::Candidate(candidate) = std::mem::replace(&mut self.role, Role::Follower) else {
             unreachable!()
         };
-        self.role = Role::Leader(Box::new(Leader {
-            c: candidate.c,
-            merge: MergeState::Won {
-                grants: candidate.grants,
-            },
-            next_seq: 1,
-            next_lsn: 0,
-            followers: BTreeMap::new(),
-            own_acked: TailBitmap::new(),
-            queue: Vec::new(),
-            batch_write: None,
-            deps: super::deps::DepsIndex::new(self.params.strict),
-            reelect_at: None,
-            sent_at: BTreeMap::new(),
-            lease_until: 0,
-        }));
+        let merge = MergeState::Won {
+            grants: candidate.grants,
+        };
+        self.role = Role::Leader(Box::new(Leader::new(
+            candidate.c,
+            merge,
+            self.params.strict,
+        )));
     }
 
     /// Stickiness (DESIGN.md §3.1): refuse while a live leader's forward (or
     /// our own start) is recent, or while we lead with a lease — except for a
-    /// candidate from the node that leader runs on.
-    fn sticky_refuses(&self, c: LeaderId) -> bool {
+    /// candidate from the node that leader runs on, and for the target of a
+    /// transfer that leader opened.
+    fn sticky_refuses(&self, c: LeaderId, transfer_from: Option<LeaderId>) -> bool {
         if let Role::Leader(leader) = &self.role {
-            if self.now < leader.lease_until && c.node != self.id {
+            let target = leader.transfer.is_some_and(|t| t.open && t.to == c.node);
+            if self.now < leader.lease_until && c.node != self.id && !target {
                 return true;
             }
         }
@@ -107,7 +116,14 @@ impl<C: Conflicts> Replica<C> {
             return false;
         }
         match self.following.leader {
-            Some(leader) => c.node != leader.node,
+            Some(leader) if c.node == leader.node => false,
+            Some(leader) => {
+                // Sticky only because of `leader`: its greatest-seq forward
+                // must carry the mark for this candidate (R5b).
+                let handing_over = transfer_from == Some(leader);
+                let marked = self.following.transfer_to == Some(c.node);
+                !(handing_over && (marked || self.mutations.transfer_from_alone))
+            }
             None => true,
         }
     }
@@ -118,6 +134,7 @@ impl<C: Conflicts> Replica<C> {
         c: LeaderId,
         req_committer: LeaderId,
         req_accepted: TailBitmap,
+        transfer_from: Option<LeaderId>,
     ) {
         let fresh_enough =
             (req_committer, req_accepted.max()) >= (self.committer, self.accepted.max());
@@ -131,7 +148,7 @@ impl<C: Conflicts> Replica<C> {
             && fresh_enough
             && self.config.is_voter(c.node)
             && self.may_vote()
-            && !self.sticky_refuses(c);
+            && !self.sticky_refuses(c, transfer_from);
         if !grant {
             let msg = Message::ElectReply {
                 candidate: c,
@@ -202,9 +219,16 @@ impl<C: Conflicts> Replica<C> {
             }
             None => {
                 if vote > candidate.c || (committer, max_lsn) > own_freshness {
-                    // Someone is ahead: stop, retry later with a greater term.
-                    self.role = Role::Follower;
-                    self.election_deadline = self.now + self.random(self.params.t_min);
+                    // Someone is ahead. Stop only once the refusals leave no
+                    // quorum: stopping at the first one lets a staler replica
+                    // whose failed campaigns keep its vote ahead end every
+                    // campaign that could still win (a duel, seed 818).
+                    candidate.refused.insert(from);
+                    let refused = &candidate.refused;
+                    if !self.config.is_quorum(|n| !refused.contains(&n)) {
+                        self.role = Role::Follower;
+                        self.election_deadline = self.now + self.random(self.params.t_min);
+                    }
                 }
             }
         }

@@ -13,6 +13,7 @@ impl<C: Conflicts> Replica<C> {
     pub(super) fn poll_leader(&mut self) {
         self.poll_merge();
         self.poll_reelect();
+        self.poll_transfer();
         let Role::Leader(leader) = &self.role else {
             return;
         };
@@ -45,7 +46,7 @@ impl<C: Conflicts> Replica<C> {
     }
 
     /// The LSNs the leader can forward: its log and what it is writing.
-    fn leader_lsns(&self) -> TailBitmap {
+    pub(super) fn leader_lsns(&self) -> TailBitmap {
         let mut lsns = self.accepted.clone();
         for lsn in self.unsynced.keys() {
             lsns.insert(*lsn).expect("valid LSN");
@@ -63,6 +64,12 @@ impl<C: Conflicts> Replica<C> {
             return;
         };
         let c = leader.c;
+        let transfer_to = match leader.transfer {
+            Some(t) if t.open && !self.mutations.no_transfer_mark => Some(t.to),
+            _ => None,
+        };
+        // A read waits for a round, or a transfer mark must go out.
+        let round_due = std::mem::take(&mut leader.round_due);
         // (follower, seq, base, LSNs to carry)
         let mut plans: Vec<(NodeId, u64, Option<TailBitmap>, TailBitmap)> = Vec::new();
         for (&follower, progress) in leader.followers.iter_mut() {
@@ -75,7 +82,7 @@ impl<C: Conflicts> Replica<C> {
                 let done = lsns.is_subset(acked) || (resend && lost);
                 !done
             });
-            let heartbeat_due = now >= progress.last_send + params.heartbeat;
+            let heartbeat_due = round_due || now >= progress.last_send + params.heartbeat;
             let (base, lsns) = if progress.needs_base {
                 // Nothing but the base forward until the follower acks it;
                 // it goes again after the retransmit timeout.
@@ -124,7 +131,7 @@ impl<C: Conflicts> Replica<C> {
                 base,
                 records,
                 committed: committed.clone(),
-                transfer_to: None,
+                transfer_to,
             };
             self.send(to, Message::Forward(forward));
         }
@@ -148,6 +155,15 @@ impl<C: Conflicts> Replica<C> {
             self.election_deadline = now + delay;
             return;
         }
+        if self.mutations.no_reelect {
+            return;
+        }
+        // The transfer target campaigning: wait for its ElectReq or the
+        // transfer timeout (N2).
+        let target = leader.transfer.is_some_and(|t| t.to == vote.node);
+        if target && !self.mutations.transfer_refusal_reelects {
+            return;
+        }
         // A failed candidate raised its vote: stop proposing, let own writes
         // complete, and campaign again after a random delay.
         if leader.reelect_at.is_none() {
@@ -162,7 +178,7 @@ impl<C: Conflicts> Replica<C> {
         let Some(at) = leader.reelect_at else { return };
         if self.now >= at && self.writes.is_empty() {
             self.role = super::replica::Role::Follower;
-            self.try_campaign();
+            self.try_campaign(None);
         }
     }
 
@@ -185,7 +201,8 @@ impl<C: Conflicts> Replica<C> {
         let Role::Leader(leader) = &mut self.role else {
             return;
         };
-        if answered != leader.c || self.vote != leader.c {
+        let voting_for_us = self.vote == leader.c || self.mutations.keep_leading_after_vote;
+        if answered != leader.c || !voting_for_us {
             return;
         }
         if let Some(progress) = leader.followers.get_mut(&from) {
@@ -201,7 +218,8 @@ impl<C: Conflicts> Replica<C> {
 
     pub(super) fn on_forward(&mut self, from: NodeId, forward: LogForward) {
         let c = forward.leader;
-        if c < self.vote || c.node != from || c.node == self.id {
+        let lapsed = self.mutations.accept_old_forwards && self.now >= self.sticky_until;
+        if (c < self.vote && !lapsed) || c.node != from || c.node == self.id {
             // Refused whatever the lease says (T1).
             let msg = Message::Refuse {
                 leader: c,
@@ -315,7 +333,8 @@ impl<C: Conflicts> Replica<C> {
             return;
         };
         // Only while vote == committer == c at the moment the ack is produced (I1).
-        if self.vote != c || self.committer != c {
+        let below_vote = self.mutations.accept_old_forwards && self.vote > c;
+        if (self.vote != c && !below_vote) || self.committer != c {
             return;
         }
         // Mark committed what the leader says a quorum holds, and we hold too.
@@ -349,6 +368,9 @@ impl<C: Conflicts> Replica<C> {
         echoes.sort_unstable();
         echoes.dedup();
         for &seq in echoes.iter().rev() {
+            if seq < leader.lease_floor {
+                break; // sent before a cancelled transfer: no lease (R5b)
+            }
             let followers = &leader.followers;
             let quorum = self
                 .config

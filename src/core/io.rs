@@ -42,6 +42,20 @@ pub enum Input {
         lsn: Lsn,
         result: Vec<u8>,
     },
+    /// A linearizable read of a read-only command (DESIGN.md §3.5).
+    Read {
+        id: ProposalId,
+        cmd: Vec<u8>,
+    },
+    /// A read handed out by `Output::Read` has run; writes to its keys may
+    /// apply again.
+    ReadDone {
+        id: ProposalId,
+    },
+    /// Hand leadership to `to` (DESIGN.md §3.1).
+    Transfer {
+        to: NodeId,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -63,6 +77,13 @@ pub enum Output {
     Reply {
         id: ProposalId,
         result: Result<Reply, ProposeError>,
+    },
+    /// A confirmed read whose keys' last writes are applied: run it against
+    /// the state machine now, answer the client, then `ReadDone`. No write
+    /// to its keys is handed out until then.
+    Read {
+        id: ProposalId,
+        cmd: Vec<u8>,
     },
 }
 
@@ -109,4 +130,6 @@ pub enum ProposeError {
     NotLeader { leader: Option<NodeId> },
     #[error("outcome unknown: another record took the proposal's LSN")]
     OutcomeUnknown,
+    #[error("a leadership transfer is under way; try {to}")]
+    Transferring { to: NodeId },
 }

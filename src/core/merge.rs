@@ -4,10 +4,11 @@
 
 use super::deps::{Conflicts, DepsIndex};
 use super::io::WalEntry;
+use super::message::Grant;
 use super::replica::{MergeState, Progress, Replica, Role};
 use crate::bitmap::TailBitmap;
 use crate::frame::Record;
-use crate::ids::Lsn;
+use crate::ids::{Lsn, NodeId};
 use std::collections::BTreeMap;
 
 impl<C: Conflicts> Replica<C> {
@@ -23,6 +24,9 @@ impl<C: Conflicts> Replica<C> {
             return; // own writes in flight are settled first
         }
         let c = leader.c;
+        if self.mutations.skip_merge {
+            return self.lead_without_merge();
+        }
         // The greatest committer among the replies is our own (staleness rule).
         let mut committed_base = self.durable_committed.clone();
         let mut base: BTreeMap<Lsn, Record> = self.log.clone();
@@ -81,14 +85,26 @@ impl<C: Conflicts> Replica<C> {
         else {
             unreachable!()
         };
-        for member in self.config.members() {
-            if member != self.id {
+        self.start_followers(&grants);
+    }
+
+    /// Every follower starts needing a base forward that relies on the
+    /// `committed` its vote reply reported.
+    fn start_followers(&mut self, grants: &BTreeMap<NodeId, Grant>) {
+        let seed_from_votes = self.mutations.seed_acked_from_votes;
+        let members = self.config.members();
+        let me = self.id;
+        let Role::Leader(leader) = &mut self.role else {
+            unreachable!()
+        };
+        for member in members {
+            if member != me {
                 let assumed = grants
                     .get(&member)
                     .map(|g| g.committed.clone())
                     .unwrap_or_default();
                 let seeded = match grants.get(&member) {
-                    Some(g) if self.mutations.seed_acked_from_votes => g.accepted.clone(),
+                    Some(g) if seed_from_votes => g.accepted.clone(),
                     _ => TailBitmap::new(),
                 };
                 leader.followers.insert(
@@ -104,14 +120,31 @@ impl<C: Conflicts> Replica<C> {
         }
     }
 
+    /// The T3 mutant: lead from our own log at once, with no merge and no
+    /// merge frame.
+    fn lead_without_merge(&mut self) {
+        let Role::Leader(leader) = &mut self.role else {
+            unreachable!()
+        };
+        let MergeState::Won { grants } = std::mem::replace(
+            &mut leader.merge,
+            MergeState::Writing {
+                write: crate::core::io::WriteId::MAX,
+            },
+        ) else {
+            unreachable!()
+        };
+        self.committer = leader.c;
+        self.start_followers(&grants);
+        self.on_merge_durable();
+    }
+
     /// The merge frame is durable: the leader is established.
     pub(super) fn on_merge_durable(&mut self) {
         let own = self.accepted.clone();
         let strict = self.params.strict;
         let mut deps = DepsIndex::new(strict);
-        if self.mutations.deps_ignore_reads {
-            deps.ignore_reads();
-        }
+        deps.mutate(&self.mutations);
         for record in self.log.values() {
             let class = if record.cmd.is_empty() {
                 Default::default()
@@ -129,6 +162,7 @@ impl<C: Conflicts> Replica<C> {
             return;
         }
         leader.merge = MergeState::Established;
+        leader.base = own.clone();
         leader.own_acked = own;
         leader.next_lsn = next_lsn;
         leader.deps = deps;

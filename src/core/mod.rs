@@ -12,8 +12,10 @@ pub mod message;
 pub mod mutations;
 pub mod params;
 pub mod quorum;
+mod read;
 mod replica;
 mod rng;
+mod transfer;
 
 pub use deps::{CommandClass, Conflicts, DepsIndex};
 pub use io::{Input, Nanos, Output, ProposalId, ProposeError, Reply, SlotState, WalEntry, WriteId};

@@ -21,6 +21,40 @@ pub struct Mutations {
     /// S2: report `committed` before it is durable, and install a base
     /// forward whatever `committed` it assumed.
     pub volatile_committed: bool,
+    /// R5a: a transfer leader never marks its forwards `transfer_to`.
+    pub no_transfer_mark: bool,
+    /// R5a (second mutant): a transfer is never cancelled.
+    pub no_transfer_cancel: bool,
+    /// R5b: a sticky voter grants on `transfer_from` alone, without the mark
+    /// on the leader's greatest-seq forward.
+    pub transfer_from_alone: bool,
+    /// S5b: a leader keeps serving lease reads while a transfer is open.
+    pub lease_reads_in_transfer: bool,
+    /// N2: a refusal from the transfer target triggers a re-election.
+    pub transfer_refusal_reelects: bool,
+    /// S5a: a restarted replica grants votes at once.
+    pub no_restart_stickiness: bool,
+    /// R8: a leader refused with a greater vote never campaigns again.
+    pub no_reelect: bool,
+    /// T3: a new leader forwards its own log at once, with no merge.
+    pub skip_merge: bool,
+    /// N8b: a pending proposal is keyed by its LSN alone.
+    pub proposals_by_lsn: bool,
+    /// H9a: a config change is an ordinary record, not a barrier.
+    pub no_barrier: bool,
+    /// T1: a follower whose stickiness ran out accepts and acks forwards
+    /// from below its vote.
+    pub accept_old_forwards: bool,
+    /// S1: a follower decides to ack when a forward arrives, not when the
+    /// write completes.
+    pub ack_checked_at_receipt: bool,
+    /// S1b: a leader whose vote moved on keeps leading and counting acks.
+    pub keep_leading_after_vote: bool,
+    /// R6: `max_term_seen` starts at 0 on recovery, and a campaign may lower
+    /// the vote.
+    pub max_term_from_zero: bool,
+    /// N4: a replica whose recovery found corruption still votes.
+    pub corrupted_votes: bool,
     /// Classic Raft's one vote per term instead of greater-or-equal voting.
     /// Not a mutant: the baseline the "less conflict" measurement compares to.
     pub classic_vote: bool,
@@ -68,6 +102,81 @@ pub const MUTANTS: &[(&str, &str, &str)] = &[
         "volatile-committed",
         "committed is reported only once durable; a base needs the assumed committed",
     ),
+    (
+        "R5a",
+        "no-transfer-mark",
+        "a transfer leader marks every forward transfer_to = B",
+    ),
+    (
+        "R5a2",
+        "no-transfer-cancel",
+        "a transfer not won by the timeout is cancelled",
+    ),
+    (
+        "R5b",
+        "transfer-from-alone",
+        "a sticky voter grants a transfer only if the leader's greatest-seq forward has the mark",
+    ),
+    (
+        "S5b",
+        "lease-reads-in-transfer",
+        "a leader stops serving lease reads while a transfer is open",
+    ),
+    (
+        "N2",
+        "transfer-refusal-reelects",
+        "a refusal from the transfer target does not trigger a re-election",
+    ),
+    (
+        "S5a",
+        "no-restart-stickiness",
+        "after it starts, a replica refuses every vote for T_min plus the drift allowance",
+    ),
+    (
+        "R8",
+        "no-reelect",
+        "a leader refused with a greater vote and a committer not greater campaigns again",
+    ),
+    (
+        "T3",
+        "skip-merge",
+        "a new leader sends its first forward only after its merge frame is durable",
+    ),
+    (
+        "N8b",
+        "proposals-by-lsn",
+        "a pending proposal is keyed by (lsn, author)",
+    ),
+    (
+        "H9a",
+        "no-barrier",
+        "a config change is a barrier every later record depends on",
+    ),
+    (
+        "T1",
+        "accept-old-forwards",
+        "a forward with c < vote is refused whatever the lease says",
+    ),
+    (
+        "S1",
+        "ack-checked-at-receipt",
+        "an ack only if vote == committer == c at the moment the ack is produced",
+    ),
+    (
+        "S1b",
+        "keep-leading-after-vote",
+        "a leader whose vote moves on stops counting acks, proposing and serving reads",
+    ),
+    (
+        "R6",
+        "max-term-from-zero",
+        "max_term_seen starts at max(vote.term, committer.term); a campaign's c is always > vote",
+    ),
+    (
+        "N4",
+        "corrupted-votes",
+        "a replica whose recovery found corruption neither campaigns nor grants until a newer base",
+    ),
 ];
 
 impl Mutations {
@@ -99,6 +208,21 @@ impl Mutations {
             "L2" => m.no_retransmit = true,
             "H1" => m.seed_acked_from_votes = true,
             "S2" => m.volatile_committed = true,
+            "R5a" => m.no_transfer_mark = true,
+            "R5a2" => m.no_transfer_cancel = true,
+            "R5b" => m.transfer_from_alone = true,
+            "S5b" => m.lease_reads_in_transfer = true,
+            "N2" => m.transfer_refusal_reelects = true,
+            "S5a" => m.no_restart_stickiness = true,
+            "R8" => m.no_reelect = true,
+            "T3" => m.skip_merge = true,
+            "N8b" => m.proposals_by_lsn = true,
+            "H9a" => m.no_barrier = true,
+            "T1" => m.accept_old_forwards = true,
+            "S1" => m.ack_checked_at_receipt = true,
+            "S1b" => m.keep_leading_after_vote = true,
+            "R6" => m.max_term_from_zero = true,
+            "N4" => m.corrupted_votes = true,
             _ => return None,
         }
         Some(m)

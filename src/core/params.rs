@@ -23,6 +23,8 @@ pub struct Params {
     pub max_batch: usize,
     /// Every record depends on every earlier LSN.
     pub strict: bool,
+    /// A transfer not won by then is cancelled.
+    pub transfer_timeout: Nanos,
 }
 
 impl Default for Params {
@@ -38,6 +40,7 @@ impl Default for Params {
             retransmit: 20 * MS,
             max_batch: 1024,
             strict: false,
+            transfer_timeout: 2 * t_min,
         }
     }
 }

@@ -4,9 +4,10 @@
 //! completions, recovery), and the end-of-step `poll` that emits whatever a
 //! step made possible.
 
-use super::deps::{Conflicts, DepsIndex};
+use super::deps::{CommandClass, Conflicts, DepsIndex};
 use super::io::{Input, Nanos, Output, ProposalId, SlotState, WalEntry, WriteId};
 use super::message::{Grant, Message};
+use super::read::PendingRead;
 
 use super::mutations::Mutations;
 use super::params::Params;
@@ -35,8 +36,12 @@ pub(super) enum Role {
 
 pub(super) struct Candidate {
     pub c: LeaderId,
+    /// Campaigning to take over from this leader by transfer.
+    pub transfer_from: Option<LeaderId>,
     pub req_sent: bool,
     pub grants: BTreeMap<NodeId, Grant>,
+    /// Voters that refused with a greater vote or a fresher log.
+    pub refused: BTreeSet<NodeId>,
     pub deadline: Nanos,
 }
 
@@ -86,6 +91,49 @@ pub(super) struct Leader {
     /// Send times of recent seqs, for leases.
     pub sent_at: BTreeMap<u64, Nanos>,
     pub lease_until: Nanos,
+    /// Only echoes of seqs from here on make a lease (raised by a cancelled
+    /// transfer).
+    pub lease_floor: u64,
+    /// The LSNs of the base this leader established; reads wait until all
+    /// are committed (DESIGN.md §3.5).
+    pub base: TailBitmap,
+    /// A read is waiting for a round: send a forward to every follower now.
+    pub round_due: bool,
+    pub transfer: Option<Transfer>,
+}
+
+/// A leadership transfer the leader was asked for.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Transfer {
+    pub to: NodeId,
+    /// Cancelled if `to` has not won by then.
+    pub deadline: Nanos,
+    /// Forwards carry the mark once `to` holds everything the leader does,
+    /// so its campaign is not refused as staler.
+    pub open: bool,
+}
+
+impl Leader {
+    pub fn new(c: LeaderId, merge: MergeState, strict: bool) -> Leader {
+        Leader {
+            c,
+            merge,
+            next_seq: 1,
+            next_lsn: 0,
+            followers: BTreeMap::new(),
+            own_acked: TailBitmap::new(),
+            queue: Vec::new(),
+            batch_write: None,
+            deps: DepsIndex::new(strict),
+            reelect_at: None,
+            sent_at: BTreeMap::new(),
+            lease_until: 0,
+            lease_floor: 0,
+            base: TailBitmap::new(),
+            round_due: false,
+            transfer: None,
+        }
+    }
 }
 
 /// What a follower knows of the leader it follows.
@@ -150,6 +198,11 @@ pub struct Replica<C: Conflicts> {
     /// vote: (candidate, to, reply).
     pub(super) grant_replies: Vec<(LeaderId, NodeId, Message)>,
     pub(super) proposals: BTreeMap<(Lsn, LeaderId), ProposalId>,
+    /// Reads not yet handed out (DESIGN.md §3.5).
+    pub(super) reads: Vec<PendingRead>,
+    /// Reads handed out and not yet done, with what they touch: writes to
+    /// their keys wait.
+    pub(super) reads_out: BTreeMap<ProposalId, CommandClass>,
     /// Counts base and merge frames made durable: the log only grows between.
     pub(super) log_epoch: u64,
 }
@@ -200,6 +253,8 @@ impl<C: Conflicts> Replica<C> {
             demoted_below: None,
             grant_replies: Vec::new(),
             proposals: BTreeMap::new(),
+            reads: Vec::new(),
+            reads_out: BTreeMap::new(),
             log_epoch: 0,
         };
         if let Some(slot) = durable.slot {
@@ -250,27 +305,26 @@ impl<C: Conflicts> Replica<C> {
                 followers.insert(member, progress);
             }
         }
-        self.role = Role::Leader(Box::new(Leader {
+        let mut leader = Leader::new(
             c,
-            merge: MergeState::Writing {
+            MergeState::Writing {
                 write: WriteId::MAX,
             },
-            next_seq: 1,
-            next_lsn: 0,
-            followers,
-            own_acked: TailBitmap::new(),
-            queue: Vec::new(),
-            batch_write: None,
-            deps: DepsIndex::new(self.params.strict),
-            reelect_at: None,
-            sent_at: BTreeMap::new(),
-            lease_until: 0,
-        }));
+            self.params.strict,
+        );
+        leader.followers = followers;
+        self.role = Role::Leader(Box::new(leader));
         self.on_merge_durable();
     }
 
     pub fn set_mutations(&mut self, mutations: Mutations) {
         self.mutations = mutations;
+        if self.mutations.no_restart_stickiness {
+            self.sticky_until = self.now;
+        }
+        if self.mutations.max_term_from_zero {
+            self.max_term_seen = 0;
+        }
         if self.mutations.resume_leadership && matches!(self.role, Role::Follower) {
             self.resume_leadership();
         }
@@ -300,6 +354,11 @@ impl<C: Conflicts> Replica<C> {
             Input::WalDurable { upto } => self.on_wal_durable(upto),
             Input::Propose { id, cmd } => self.on_propose(id, cmd),
             Input::Applied { lsn, result } => self.on_applied(lsn, result),
+            Input::Read { id, cmd } => self.on_read(id, cmd),
+            Input::ReadDone { id } => {
+                self.reads_out.remove(&id);
+            }
+            Input::Transfer { to } => self.on_transfer(to),
         }
         self.poll();
         std::mem::take(&mut self.out)
@@ -311,8 +370,8 @@ impl<C: Conflicts> Replica<C> {
                 candidate,
                 committer,
                 accepted,
-                transfer_from: _,
-            } => self.on_elect_req(from, candidate, committer, accepted),
+                transfer_from,
+            } => self.on_elect_req(from, candidate, committer, accepted, transfer_from),
             Message::ElectReply {
                 candidate,
                 vote,
@@ -341,13 +400,13 @@ impl<C: Conflicts> Replica<C> {
         match &self.role {
             Role::Follower => {
                 if self.now >= self.election_deadline {
-                    self.try_campaign();
+                    self.try_campaign(None);
                 }
             }
             Role::Candidate(candidate) => {
                 if self.now >= candidate.deadline {
                     self.role = Role::Follower;
-                    self.try_campaign();
+                    self.try_campaign(None);
                 }
             }
             Role::Leader(_) => {}
@@ -381,7 +440,7 @@ impl<C: Conflicts> Replica<C> {
             Role::Candidate(c) => Some(c.c),
             Role::Leader(l) => Some(l.c),
         };
-        if acting.is_some_and(|c| c != vote) {
+        if acting.is_some_and(|c| c != vote) && !self.mutations.keep_leading_after_vote {
             self.role = Role::Follower;
         }
     }
@@ -497,7 +556,8 @@ impl<C: Conflicts> Replica<C> {
                     leader.batch_write = None;
                 }
                 // The leader's own ack (I1): only while vote == committer == c.
-                if tag == leader.c && self.vote == leader.c && self.committer == leader.c {
+                let voting_for_us = self.vote == leader.c || self.mutations.keep_leading_after_vote;
+                if tag == leader.c && voting_for_us && self.committer == leader.c {
                     for lsn in lsns {
                         if self.accepted.contains(lsn) {
                             leader.own_acked.insert(lsn).expect("valid LSN");
@@ -507,6 +567,15 @@ impl<C: Conflicts> Replica<C> {
             }
         } else if self.following.leader == Some(tag) {
             self.following.ack_due = true;
+        } else if self.mutations.ack_checked_at_receipt && tag.node != self.id {
+            // The S1 mutant decided at receipt: ack whatever the vote is now.
+            let msg = Message::Ack {
+                leader: tag,
+                seq: 0,
+                acked: lsns.iter().copied().collect(),
+                committed: self.durable_committed.clone(),
+            };
+            self.send(tag.node, msg);
         }
     }
 
@@ -571,12 +640,16 @@ impl<C: Conflicts> Replica<C> {
     /// Emits whatever the state now allows, in an order that respects the
     /// ordering contract.
     fn poll(&mut self) {
+        // First: a campaign it starts needs the slot write below.
+        self.poll_transfer_target();
         self.poll_slot();
         self.poll_candidate();
         self.poll_grants();
         self.poll_leader();
         self.poll_follower();
         self.poll_committed();
+        // Reads first: a read that became ready holds back later writes to its keys.
+        self.poll_reads();
         self.poll_apply();
     }
 

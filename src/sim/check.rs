@@ -6,7 +6,7 @@
 
 use super::kv::{KvConflicts, KvState};
 use crate::bitmap::TailBitmap;
-use crate::core::{Config, Conflicts, Message, Replica, WalEntry};
+use crate::core::{Config, Conflicts, Message, Nanos, Replica, WalEntry};
 use crate::frame::Record;
 use crate::ids::{LeaderId, Lsn, NodeId};
 use std::collections::BTreeMap;
@@ -28,8 +28,13 @@ pub struct Checker {
     /// Who established each LeaderId: (node, incarnation).
     established_by: BTreeMap<LeaderId, (NodeId, u64)>,
     max_committer: BTreeMap<NodeId, LeaderId>,
+    /// Per node, (incarnation, greatest vote): a crash may lose a vote that
+    /// was never durable, so it is checked within one incarnation.
+    max_vote: BTreeMap<NodeId, (u64, LeaderId)>,
     /// Per node, what I3 already covered: (incarnation, log epoch, LSNs checked).
     i3_checked: BTreeMap<NodeId, (u64, u64, TailBitmap)>,
+    /// Writes acknowledged to clients, per key: (when, LSN).
+    acked_writes: BTreeMap<u64, Vec<(Nanos, Lsn)>>,
 }
 
 impl Checker {
@@ -248,6 +253,16 @@ impl Checker {
             ));
         }
         *max = replica.committer();
+        // The vote never decreases.
+        let max = self.max_vote.entry(node).or_default();
+        if max.0 == incarnation && replica.vote() < max.1 {
+            return Err(format!(
+                "vote fell: node {node} from {:?} to {:?}",
+                max.1,
+                replica.vote()
+            ));
+        }
+        *max = (incarnation, replica.vote());
         if let Some((c, own)) = replica.own_acked() {
             if !own.is_empty() {
                 let own = own.clone();
@@ -319,6 +334,57 @@ impl Checker {
         }
         self.i3_checked
             .insert(replica.id(), (epoch.0, epoch.1, replica.accepted().clone()));
+        Ok(())
+    }
+
+    /// A client was told its proposal of `cmd` landed at `lsn` and was
+    /// applied, at time `now`: that must be what was chosen there.
+    pub fn on_reply(&mut self, lsn: Lsn, cmd: &[u8], now: Nanos) -> Result<(), Violation> {
+        let Some((record, _)) = self.chosen.get(&lsn) else {
+            return Err(format!("a client was answered for LSN {lsn}, never chosen"));
+        };
+        if record.cmd != cmd {
+            return Err(format!(
+                "lost acknowledged write: a client was told {:?} landed at LSN {lsn}, but {:?} was chosen there",
+                super::kv::KvOp::decode(cmd),
+                super::kv::KvOp::decode(&record.cmd)
+            ));
+        }
+        let class = KvConflicts.classify(&record.cmd);
+        if !class.read_only {
+            for key in class.keys {
+                self.acked_writes.entry(key).or_default().push((now, lsn));
+            }
+        }
+        Ok(())
+    }
+
+    /// `node` served a read of `cmd`, invoked at `invoked`, from the state
+    /// of `applied`: it must see every write to its keys acknowledged
+    /// before the read was invoked (no stale read).
+    pub fn on_read(
+        &self,
+        node: NodeId,
+        cmd: &[u8],
+        invoked: Nanos,
+        applied: &TailBitmap,
+    ) -> Result<(), Violation> {
+        for key in KvConflicts.classify(cmd).keys {
+            let acked = self
+                .acked_writes
+                .get(&key)
+                .map(Vec::as_slice)
+                .unwrap_or(&[]);
+            for &(when, lsn) in acked {
+                if when < invoked && !applied.contains(lsn) {
+                    return Err(format!(
+                        "stale read: node {node} served a read of key {key} invoked at t={:.3}s without LSN {lsn}, acknowledged at t={:.3}s",
+                        invoked as f64 / 1e9,
+                        when as f64 / 1e9
+                    ));
+                }
+            }
+        }
         Ok(())
     }
 

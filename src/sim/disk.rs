@@ -13,6 +13,8 @@ pub struct Disk {
     wal: Vec<WalEntry>,
     /// Issued writes: the entry, and whether it completed.
     wal_in_flight: BTreeMap<WriteId, (WalEntry, bool)>,
+    /// A latent fault was found: recovery reports corruption.
+    corrupted: bool,
 }
 
 impl Disk {
@@ -64,12 +66,31 @@ impl Disk {
         self.wal_in_flight.clear();
     }
 
+    /// A latent fault damages the durable frame holding `lsn`, and a later
+    /// frame vouches for it: recovery ends the log before that frame and
+    /// reports corruption (DESIGN.md §4).
+    pub fn corrupt(&mut self, lsn: u64) {
+        let holds = |e: &WalEntry| match e {
+            WalEntry::Records { records, .. } | WalEntry::Base { records, .. } => {
+                records.iter().any(|r| r.lsn == lsn)
+            }
+            WalEntry::Committed { .. } => false,
+        };
+        let at = self
+            .wal
+            .iter()
+            .position(holds)
+            .expect("a durable frame holds the LSN");
+        self.wal.truncate(at);
+        self.corrupted = true;
+    }
+
     /// What recovery finds.
     pub fn durable(&self) -> Durable {
         Durable {
             slot: self.slot,
             wal: self.wal.clone(),
-            corrupted: false,
+            corrupted: self.corrupted,
         }
     }
 }

@@ -32,6 +32,8 @@ pub struct Faults {
     pub crash_every: Nanos,
     /// Mean time between partitions.
     pub partition_every: Nanos,
+    /// Mean time between leadership transfer requests.
+    pub transfer_every: Nanos,
     /// Probability a disk write stalls for up to `disk_stall`.
     pub disk_stall_p: f64,
     pub disk_stall: Nanos,
@@ -46,6 +48,7 @@ impl Faults {
             long_delay: 0,
             crash_every: 0,
             partition_every: 0,
+            transfer_every: 0,
             disk_stall_p: 0.0,
             disk_stall: 0,
         }
@@ -59,6 +62,7 @@ impl Faults {
             long_delay: 300 * MS,
             crash_every: 600 * MS,
             partition_every: 800 * MS,
+            transfer_every: 1_000 * MS,
             disk_stall_p: 0.02,
             disk_stall: 200 * MS,
         }
@@ -131,6 +135,8 @@ pub struct Report {
     pub replies_ok: u64,
     pub crashes: u64,
     pub partitions: u64,
+    pub reads_ok: u64,
+    pub transfers: u64,
     /// In an election race: time from the timers firing to the first
     /// established leader.
     pub race_time: Option<Nanos>,
@@ -182,6 +188,21 @@ enum Event {
         incarnation: u64,
         lsn: u64,
     },
+    ReadDone {
+        node: NodeId,
+        incarnation: u64,
+        id: ProposalId,
+        cmd: Vec<u8>,
+    },
+    /// Ask the leader, if any, to hand over to a random replica.
+    Transfer,
+    /// Once faults stopped: a transfer to a live, connected replica must
+    /// complete within the transfer timeout.
+    QuietTransfer,
+    TransferCheck {
+        to: NodeId,
+        asked: Nanos,
+    },
     Crash(NodeId),
     Restart(NodeId),
     Partition,
@@ -200,17 +221,14 @@ struct Node {
 
 enum ClientState {
     Idle,
-    Waiting {
-        node: NodeId,
-        id: ProposalId,
-        since: Nanos,
-        op: KvOp,
-    },
+    Waiting { id: ProposalId, since: Nanos },
 }
 
 struct Client {
     state: ClientState,
     target: NodeId,
+    /// When an operation of this client last succeeded.
+    last_ok: Nanos,
 }
 
 pub struct Sim {
@@ -225,7 +243,8 @@ pub struct Sim {
     events: BTreeMap<u64, Event>,
     nodes: BTreeMap<NodeId, Node>,
     clients: Vec<Client>,
-    proposals: BTreeMap<ProposalId, usize>,
+    /// Operations waiting for an answer: id → (client, command).
+    proposals: BTreeMap<ProposalId, (usize, Vec<u8>)>,
     next_proposal: ProposalId,
     /// Nodes cut off from the rest, while a partition lasts.
     cut: BTreeSet<NodeId>,
@@ -234,8 +253,8 @@ pub struct Sim {
     report: Report,
     /// OK replies to check against serial apply: (lsn, output).
     replies: Vec<(u64, Vec<u8>)>,
-    /// Proposals made after faults stopped: id → time proposed.
-    quiet_proposals: BTreeMap<ProposalId, Nanos>,
+    /// When each read was invoked, while it waits.
+    reads: BTreeMap<ProposalId, Nanos>,
     /// Print every event (`TRAFT_SIM_TRACE=1`).
     trace: bool,
 }
@@ -256,6 +275,7 @@ impl Sim {
             retransmit: (5 + rng.next_u64() % 20) * MS,
             max_batch: 1 + (rng.next_u64() % 64) as usize,
             strict: cfg.strict,
+            transfer_timeout: 2 * t_min,
         };
         let checker = Checker::new(config.clone());
         let mut sim = Sim {
@@ -275,7 +295,7 @@ impl Sim {
             hasher: DefaultHasher::new(),
             report: Report::default(),
             replies: Vec::new(),
-            quiet_proposals: BTreeMap::new(),
+            reads: BTreeMap::new(),
             trace: std::env::var_os("TRAFT_SIM_TRACE").is_some(),
             cfg,
         };
@@ -296,6 +316,7 @@ impl Sim {
             sim.clients.push(Client {
                 state: ClientState::Idle,
                 target: ids[c % ids.len()],
+                last_ok: 0,
             });
             let at = 10 * MS + sim.random(50 * MS);
             sim.schedule(at, Event::Client(c));
@@ -308,6 +329,12 @@ impl Sim {
         if sim.cfg.faults.partition_every > 0 {
             let at = sim.random(2 * sim.cfg.faults.partition_every);
             sim.schedule(at, Event::Partition);
+        }
+        if sim.cfg.faults.transfer_every > 0 {
+            let at = sim.random(2 * sim.cfg.faults.transfer_every);
+            sim.schedule(at, Event::Transfer);
+            let quiet = sim.cfg.fault_time + 5 * sim.params.t_min;
+            sim.schedule(quiet, Event::QuietTransfer);
         }
         sim
     }
@@ -428,6 +455,61 @@ impl Sim {
                     }
                 }
             }
+            Event::ReadDone {
+                node,
+                incarnation,
+                id,
+                cmd,
+            } => {
+                let n = &self.nodes[&node];
+                if let (true, Some(replica)) = (n.incarnation == incarnation, &n.replica) {
+                    // The value it returns is the state of `applied`, which
+                    // `check_state` compares with serial apply.
+                    if let Some(invoked) = self.reads.remove(&id) {
+                        self.checker
+                            .on_read(node, &cmd, invoked, replica.applied())?;
+                    }
+                    self.report.reads_ok += 1;
+                    self.client_answered(id, true, None);
+                    self.step(node, Input::ReadDone { id })?;
+                }
+            }
+            Event::QuietTransfer => {
+                // Asked once every replica is up and follows the leader: a
+                // concurrent election may rightly end a transfer.
+                match self.settled_leader() {
+                    None => self.schedule(self.now + 50 * MS, Event::QuietTransfer),
+                    Some(leader) => {
+                        let to = 1
+                            + (leader + self.random(self.cfg.replicas as u64 - 1))
+                                % self.cfg.replicas as u64;
+                        self.step(leader, Input::Transfer { to })?;
+                        let check = self.now + self.params.transfer_timeout;
+                        let asked = self.now;
+                        self.schedule(check, Event::TransferCheck { to, asked });
+                    }
+                }
+            }
+            Event::TransferCheck { to, asked } => {
+                if self.leader_node() != Some(to) {
+                    return Err(format!(
+                        "liveness: the transfer to node {to} asked at t={:.3}s, after faults stopped, did not complete within the transfer timeout",
+                        asked as f64 / 1e9
+                    ));
+                }
+            }
+            Event::Transfer => {
+                if self.faults_on() {
+                    let leader = self.leader_node();
+                    let to = self.random_node();
+                    if let Some(leader) = leader {
+                        self.report.transfers += 1;
+                        self.step(leader, Input::Transfer { to })?;
+                    }
+                    let next = self.now + self.random(2 * self.cfg.faults.transfer_every);
+                    self.schedule(next, Event::Transfer);
+                }
+            }
             Event::Crash(node) => {
                 if self.faults_on() {
                     self.crash(node);
@@ -461,6 +543,29 @@ impl Sim {
             self.cut.clear();
         }
         Ok(())
+    }
+
+    /// The leader's node, if every replica is up and follows it.
+    fn settled_leader(&self) -> Option<NodeId> {
+        let leader = self.leader_node()?;
+        let c = self.nodes[&leader].replica.as_ref()?.established_leader();
+        let all_follow = self
+            .nodes
+            .values()
+            .all(|n| n.replica.as_ref().is_some_and(|r| r.known_leader() == c));
+        all_follow.then_some(leader)
+    }
+
+    /// The node of the greatest established leader, if any.
+    fn leader_node(&self) -> Option<NodeId> {
+        self.nodes
+            .iter()
+            .filter_map(|(&id, n)| {
+                let c = n.replica.as_ref()?.established_leader()?;
+                Some((c, id))
+            })
+            .max()
+            .map(|(_, id)| id)
     }
 
     fn separated(&self, a: NodeId, b: NodeId) -> bool {
@@ -604,28 +709,55 @@ impl Sim {
                 );
             }
             Output::Reply { id, result } => {
-                if let Some(c) = self.proposals.remove(&id) {
-                    if let Ok(reply) = &result {
-                        self.report.replies_ok += 1;
-                        self.replies.push((reply.lsn, reply.output.clone()));
-                    }
-                    if let ClientState::Waiting { id: waiting, .. } = self.clients[c].state {
-                        if waiting == id {
-                            if let Err(crate::core::ProposeError::NotLeader { leader: Some(l) }) =
-                                &result
-                            {
-                                self.clients[c].target = *l;
-                            }
-                            self.clients[c].state = ClientState::Idle;
-                            self.quiet_proposals.remove(&id);
-                            let at = self.now + 5 * MS + self.random(30 * MS);
-                            self.schedule(at, Event::Client(c));
-                        }
+                if let Ok(reply) = &result {
+                    self.report.replies_ok += 1;
+                    self.replies.push((reply.lsn, reply.output.clone()));
+                    if let Some((_, cmd)) = self.proposals.get(&id) {
+                        self.checker.on_reply(reply.lsn, cmd, self.now)?;
                     }
                 }
+                let redirect = match &result {
+                    Err(crate::core::ProposeError::NotLeader { leader: Some(l) }) => Some(*l),
+                    Err(crate::core::ProposeError::Transferring { to }) => Some(*to),
+                    _ => None,
+                };
+                self.reads.remove(&id);
+                self.client_answered(id, result.is_ok(), redirect);
+            }
+            Output::Read { id, cmd } => {
+                let at = self.now + self.random(500 * US);
+                self.schedule(
+                    at,
+                    Event::ReadDone {
+                        node,
+                        incarnation,
+                        id,
+                        cmd,
+                    },
+                );
             }
         }
         Ok(())
+    }
+
+    /// The client waiting for `id` has its answer; it tries `redirect` next.
+    fn client_answered(&mut self, id: ProposalId, ok: bool, redirect: Option<NodeId>) {
+        let Some((c, _)) = self.proposals.remove(&id) else {
+            return;
+        };
+        if let ClientState::Waiting { id: waiting, .. } = self.clients[c].state {
+            if waiting == id {
+                if let Some(l) = redirect {
+                    self.clients[c].target = l;
+                }
+                self.clients[c].state = ClientState::Idle;
+                if ok {
+                    self.clients[c].last_ok = self.now;
+                }
+                let at = self.now + 5 * MS + self.random(30 * MS);
+                self.schedule(at, Event::Client(c));
+            }
+        }
     }
 
     fn send(&mut self, from: NodeId, to: NodeId, msg: Message) {
@@ -657,27 +789,27 @@ impl Sim {
 
     fn client(&mut self, c: usize) -> Result<(), Violation> {
         let timeout = 4 * self.params.t_min;
+        // Liveness: once faults stop and a leader had time to settle, every
+        // client succeeds again within a bound (a stuck leader, a transfer
+        // never cancelled or a lost LSN never resent all break this).
+        let settle = self.cfg.fault_time + 4 * self.params.t_min;
+        if !self.faults_on() && self.now > settle {
+            let since = self.clients[c].last_ok.max(settle);
+            let bound = timeout + 2 * self.params.t_min;
+            if self.now > since + bound {
+                return Err(format!(
+                    "liveness: client {c} had no successful operation from t={:.3}s to t={:.3}s after faults stopped",
+                    since as f64 / 1e9,
+                    self.now as f64 / 1e9
+                ));
+            }
+        }
         match self.clients[c].state {
             ClientState::Waiting { since, .. } if self.now < since + timeout => return Ok(()),
-            ClientState::Waiting {
-                id,
-                node,
-                op,
-                since,
-            } => {
+            ClientState::Waiting { id, .. } => {
                 // Indeterminate: the proposal may still commit.
-                let _ = (node, op, since);
                 self.proposals.remove(&id);
-                if !self.faults_on() && self.quiet_proposals.contains_key(&id) {
-                    let settle = self.cfg.fault_time + 4 * self.params.t_min;
-                    if since >= settle {
-                        return Err(format!(
-                            "liveness: proposal {id} made at t={:.3}s after faults stopped was not answered within {:.3}s",
-                            since as f64 / 1e9,
-                            timeout as f64 / 1e9
-                        ));
-                    }
-                }
+                self.reads.remove(&id);
                 self.clients[c].state = ClientState::Idle;
                 self.clients[c].target = self.random_node();
             }
@@ -685,7 +817,7 @@ impl Sim {
         }
         let node = self.clients[c].target;
         let key = self.random(self.cfg.keys);
-        let op = match self.random(3) {
+        let op = match self.random(4) {
             0 => KvOp::Set {
                 key,
                 value: self.random(1000),
@@ -693,26 +825,23 @@ impl Sim {
             1 => KvOp::Incr { key },
             _ => KvOp::Get { key },
         };
+        // Half the GETs are linearizable reads outside the log.
+        let read = matches!(op, KvOp::Get { .. }) && self.random(2) == 0;
         let id = self.next_proposal;
         self.next_proposal += 1;
-        self.proposals.insert(id, c);
-        if !self.faults_on() {
-            self.quiet_proposals.insert(id, self.now);
-        }
+        self.proposals.insert(id, (c, op.encode()));
         self.clients[c].state = ClientState::Waiting {
-            node,
             id,
             since: self.now,
-            op,
         };
         if self.nodes[&node].replica.is_some() {
-            self.step(
-                node,
-                Input::Propose {
-                    id,
-                    cmd: op.encode(),
-                },
-            )?;
+            let cmd = op.encode();
+            if read {
+                self.reads.insert(id, self.now);
+                self.step(node, Input::Read { id, cmd })?;
+            } else {
+                self.step(node, Input::Propose { id, cmd })?;
+            }
         }
         // Check back at the timeout; a reply reschedules sooner.
         let at = self.now + timeout;

@@ -40,11 +40,18 @@ pub struct Script {
     /// Every message ever sent, in order (to replay one as a duplicate).
     pub sent: Vec<InFlight>,
     checker: Checker,
-    /// Complete every disk write as soon as it is issued.
+    /// Complete every disk write as soon as it is issued...
     pub auto_disk: bool,
+    /// ...except on these nodes, whose writes wait for `complete_*`.
+    pub slow_disks: std::collections::BTreeSet<NodeId>,
     /// Followers never campaign on their own; only `campaign` starts one.
     pub manual_elections: bool,
     pub replies: BTreeMap<ProposalId, Result<Reply, ProposeError>>,
+    /// What each served read returned.
+    pub reads: BTreeMap<ProposalId, Vec<u8>>,
+    read_invoked: BTreeMap<ProposalId, Nanos>,
+    /// What each proposal asked for.
+    proposed: BTreeMap<ProposalId, Vec<u8>>,
     next_proposal: ProposalId,
     /// The first violation any step produced.
     pub violation: Option<Violation>,
@@ -66,8 +73,12 @@ impl Script {
             pool: Vec::new(),
             sent: Vec::new(),
             auto_disk: true,
+            slow_disks: Default::default(),
             manual_elections: true,
             replies: BTreeMap::new(),
+            reads: BTreeMap::new(),
+            read_invoked: BTreeMap::new(),
+            proposed: BTreeMap::new(),
             next_proposal: 1,
             violation: None,
             campaigning: None,
@@ -97,6 +108,7 @@ impl Script {
             retransmit: 10 * MS,
             max_batch: 64,
             strict: false,
+            transfer_timeout: 400 * MS,
         }
     }
 
@@ -222,6 +234,14 @@ impl Script {
         }
     }
 
+    /// Crashes `node`; a latent fault damaged its frame holding `lsn`, which
+    /// a later frame vouches for. It restarts reporting corruption.
+    pub fn crash_corrupted(&mut self, node: NodeId, lsn: Lsn) {
+        self.crash(node);
+        self.nodes.get_mut(&node).expect("node").disk.corrupt(lsn);
+        self.restart(node);
+    }
+
     /// Loses everything not durable, then restarts through recovery.
     pub fn crash_and_restart(&mut self, node: NodeId) {
         self.crash(node);
@@ -254,6 +274,12 @@ impl Script {
         self.step(node, Input::Tick { now: self.now });
     }
 
+    /// Removes rules at `node` alone from now on.
+    pub fn mutate(&mut self, node: NodeId, mutations: Mutations) {
+        let n = self.nodes.get_mut(&node).expect("node");
+        n.replica.as_mut().expect("live").set_mutations(mutations);
+    }
+
     /// Makes `node`'s election timer fire now and lets it campaign.
     pub fn campaign(&mut self, node: NodeId) {
         let now = self.now;
@@ -271,16 +297,37 @@ impl Script {
 
     /// Proposes `op` at `node`; returns the proposal id.
     pub fn propose(&mut self, node: NodeId, op: KvOp) -> ProposalId {
+        self.propose_bytes(node, op.encode())
+    }
+
+    /// Proposes a raw command (bytes the KV machine does not know are a
+    /// barrier, like a config change).
+    pub fn propose_bytes(&mut self, node: NodeId, cmd: Vec<u8>) -> ProposalId {
         let id = self.next_proposal;
         self.next_proposal += 1;
+        self.proposed.insert(id, cmd.clone());
+        self.step(node, Input::Propose { id, cmd });
+        id
+    }
+
+    /// Asks `node` for a linearizable read of `op`; returns its id.
+    pub fn read(&mut self, node: NodeId, op: KvOp) -> ProposalId {
+        let id = self.next_proposal;
+        self.next_proposal += 1;
+        self.read_invoked.insert(id, self.now);
         self.step(
             node,
-            Input::Propose {
+            Input::Read {
                 id,
                 cmd: op.encode(),
             },
         );
         id
+    }
+
+    /// Asks `node` to hand leadership to `to`.
+    pub fn transfer(&mut self, node: NodeId, to: NodeId) {
+        self.step(node, Input::Transfer { to });
     }
 
     /// The established leader with the greatest LeaderId, if any.
@@ -363,7 +410,7 @@ impl Script {
                     .expect("node")
                     .disk
                     .write_slot(slot);
-                if self.auto_disk {
+                if self.auto_disk && !self.slow_disks.contains(&node) {
                     self.complete_slot(node);
                 }
             }
@@ -377,7 +424,7 @@ impl Script {
                     .expect("node")
                     .disk
                     .append(id, entry);
-                if self.auto_disk {
+                if self.auto_disk && !self.slow_disks.contains(&node) {
                     self.complete_wal(node, id);
                 }
             }
@@ -396,7 +443,23 @@ impl Script {
                 );
             }
             Output::Reply { id, result } => {
+                if let (Ok(reply), Some(cmd)) = (&result, self.proposed.get(&id)) {
+                    if let Err(v) = self.checker.on_reply(reply.lsn, cmd, self.now) {
+                        self.fail(v);
+                    }
+                }
                 self.replies.insert(id, result);
+            }
+            Output::Read { id, cmd } => {
+                let n = self.nodes.get_mut(&node).expect("node");
+                let value = n.kv.apply(&cmd);
+                let replica = n.replica.as_ref().expect("live");
+                let invoked = self.read_invoked.remove(&id).expect("a read we made");
+                if let Err(v) = self.checker.on_read(node, &cmd, invoked, replica.applied()) {
+                    self.fail(v);
+                }
+                self.reads.insert(id, value);
+                self.step(node, Input::ReadDone { id });
             }
         }
     }

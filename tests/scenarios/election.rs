@@ -1,0 +1,326 @@
+//! SCENARIOS.md §3.1: elections.
+
+use crate::*;
+use traft::core::Mutations;
+use traft::sim::kv::KvOp;
+use traft::sim::script::{InFlight, Script, MS};
+
+/// N8a: C grants (1,A) but the reply is delayed; A's campaign times out. B
+/// wins with {B,C} and chooses X. A campaigns again; the delayed grant of its
+/// earlier campaign arrives. Counting it, A wins {A,C} with a base that lacks
+/// X. A, B, C are nodes 1, 2, 3.
+fn n8a(mutations: Mutations) -> Script {
+    let t_min = Script::params().t_min;
+    let mut s = Script::new(3, Script::params(), mutations);
+    s.advance(t_min + 20 * MS);
+    s.campaign(1);
+    let first = s.replica(1).vote();
+    // A's request reaches C only; C's grant is held back.
+    s.deliver(|m| m.from == 1 && m.to == 3);
+    s.drop_where(|m| m.from == 1);
+    let held: Vec<InFlight> = s
+        .pool
+        .iter()
+        .filter(|m| m.from == 3 && m.to == 1)
+        .cloned()
+        .collect();
+    assert_eq!(held.len(), 1, "C granted A's first campaign");
+    s.drop_where(|m| m.from == 3 && m.to == 1);
+    // A is cut off from here on. B wins with {B, C} and chooses X.
+    let without_a = |m: &InFlight| m.from != 1 && m.to != 1;
+    let b = elect_among(&mut s, 2, &[2, 3]);
+    assert!(b > first);
+    s.propose(2, KvOp::Set { key: 1, value: 42 });
+    assert!(s.run_until_with(200 * MS, without_a, |s| !s
+        .replica(2)
+        .committed()
+        .is_empty()));
+    // A's campaign times out; it campaigns again, still cut off.
+    s.run_until_with(3 * t_min, without_a, |_| false);
+    assert!(s.replica(1).vote() > first, "A campaigned again");
+    // The delayed grant of its first campaign arrives.
+    s.pool.extend(held);
+    s.deliver(|m| m.to == 1);
+    s.run_until_with(50 * MS, without_a, |_| false);
+    s
+}
+
+#[test]
+fn n8a_stale_grant_is_ignored() {
+    let s = n8a(Mutations::default());
+    assert_eq!(s.violation, None);
+    assert_eq!(s.replica(1).established_leader(), None);
+}
+
+#[test]
+fn n8a_mutant_counting_stale_grants_is_caught() {
+    let s = n8a(Mutations {
+        accept_stale_replies: true,
+        ..Default::default()
+    });
+    assert_caught(&s, "without LSN");
+}
+
+/// H6: leader A proposes X; B and C make it durable and ack (X is chosen); A
+/// crashes before its own write completes. Restarted as the same leader, A
+/// has nothing at X's LSN and proposes Y there. A, B, C are nodes 1, 2, 3.
+fn h6(mutations: Mutations) -> Script {
+    let t_min = Script::params().t_min;
+    let mut s = Script::new(3, Script::params(), mutations);
+    s.advance(t_min + 20 * MS);
+    let c = elect_among(&mut s, 1, &[1, 2, 3]);
+    s.auto_disk = false;
+    let x = KvOp::Set { key: 3, value: 50 };
+    s.propose(1, x);
+    s.deliver(|m| m.from == 1);
+    s.complete_disk(2);
+    s.complete_disk(3);
+    s.deliver(|m| m.to == 1);
+    let x_lsn = lsn_of(&s, 2, x);
+    assert!(
+        s.replica(1).committed().contains(x_lsn),
+        "X is chosen by B and C"
+    );
+    assert!(
+        s.replica(1).log().get(&x_lsn).is_none(),
+        "A's own write is still in flight"
+    );
+    s.crash(1);
+    s.auto_disk = true;
+    s.restart(1);
+    if s.replica(1).established_leader() == Some(c) {
+        // The mutant is back as `c` and proposes at the next LSN it sees free.
+        s.propose(1, KvOp::Set { key: 3, value: 51 });
+    } else {
+        s.run_until_with(3 * t_min, |_| true, |_| false);
+        campaign_among(&mut s, 2, &[1, 2, 3]);
+    }
+    s
+}
+
+#[test]
+fn h6_restart_never_resumes_leadership() {
+    let s = h6(Mutations::default());
+    assert_eq!(s.violation, None);
+    assert!(s.replica(1).established_leader().is_none());
+}
+
+#[test]
+fn h6_mutant_resuming_leadership_is_caught() {
+    let s = h6(Mutations {
+        resume_leadership: true,
+        ..Default::default()
+    });
+    assert_caught(&s, "two contents");
+}
+
+/// S5a: A leads with a lease resting on B's echo; C has been cut off from
+/// A for longer than its stickiness. B restarts: for `T_min` plus the drift
+/// allowance it refuses every vote, so C cannot win while A's lease may
+/// still count on B. The mutant grants at once; C commits `k = 2` and A
+/// serves a lease read of `k = 1`.
+fn s5a(mutations: Mutations) -> Script {
+    let t_min = Script::params().t_min;
+    let mut s = led_by_a(3, mutations);
+    let id = s.propose(1, KvOp::Set { key: 1, value: 1 });
+    assert!(s.run_until(100 * MS, |s| succeeded(s, id)));
+    let apart = |m: &InFlight| !matches!((m.from, m.to), (1, 3) | (3, 1));
+    s.run_until_with(t_min + 20 * MS, apart, |_| false);
+    s.advance(MS);
+    s.crash(2);
+    s.run_until_with(49 * MS, apart, |_| false);
+    s.restart(2);
+    s.campaign(3);
+    let bc = within(&[2, 3]);
+    if s.run_until_with(50 * MS, &bc, |s| leads(s, 3)) {
+        let id = s.propose(3, KvOp::Set { key: 1, value: 2 });
+        s.run_until_with(50 * MS, &bc, |s| succeeded(s, id));
+    }
+    let read = s.read(1, KvOp::Get { key: 1 });
+    s.run_until_with(20 * MS, &bc, |s| s.reads.contains_key(&read));
+    s
+}
+
+#[test]
+fn s5a_restarted_voter_refuses_votes() {
+    let s = s5a(Mutations::default());
+    assert_eq!(s.violation, None);
+    assert!(!leads(&s, 3));
+}
+
+#[test]
+fn s5a_mutant_granting_after_restart_is_caught() {
+    let s = s5a(Mutations {
+        no_restart_stickiness: true,
+        ..Default::default()
+    });
+    assert_caught(&s, "stale read");
+}
+
+/// R8: B, partitioned, campaigns up to a greater vote while A commits with
+/// C. After healing B refuses A's forwards, and C crashes: {A, B} is a live
+/// quorum, so A must campaign again and win with B. The mutant never does.
+fn r8(mutations: Mutations) -> bool {
+    let t_min = Script::params().t_min;
+    let mut s = Script::new(3, Script::params(), mutations);
+    s.advance(t_min + 20 * MS);
+    let first = elect_among(&mut s, 1, &[1, 2, 3]);
+    let no_b = |m: &InFlight| m.from != 2 && m.to != 2;
+    s.campaign(2);
+    s.run_until_with(t_min / 2, no_b, |_| false);
+    assert!(s.replica(2).vote() > first, "B's vote moved ahead");
+    let ids: Vec<u64> = (0..5)
+        .map(|v| s.propose(1, KvOp::Set { key: v, value: v }))
+        .collect();
+    assert!(s.run_until_with(100 * MS, no_b, |s| ids.iter().all(|&id| succeeded(s, id))));
+    s.crash(3);
+    let recovered = s.run_until(3 * t_min, |s| {
+        s.leader().is_some_and(|(node, c)| node == 1 && c > first)
+    });
+    assert_eq!(s.violation, None);
+    recovered
+}
+
+#[test]
+fn r8_refused_leader_campaigns_again() {
+    assert!(r8(Mutations::default()), "A leads again with B");
+}
+
+#[test]
+fn r8_mutant_never_campaigning_stalls() {
+    let recovered = r8(Mutations {
+        no_reelect: true,
+        ..Default::default()
+    });
+    assert!(!recovered, "liveness bound: the mutant must stall");
+}
+
+/// S1b: A's own write of X@5 is slow; B acks 5 but the ack is held; A's
+/// forwards to C are lost. A's lease lapses and it grants (2, C) with a
+/// reply without 5; C wins with A. Then A's write completes and B's ack
+/// arrives: A's vote is C's, so it counts nothing. The mutant still leads
+/// and counts: {A, B} choose X, which C's base lacks.
+fn s1b(mutations: Mutations) -> Script {
+    let t_min = Script::params().t_min;
+    let mut s = three_led_by_a(mutations);
+    s.slow_disks.insert(1);
+    s.propose(1, KvOp::Set { key: 7, value: 1 });
+    s.deliver(|m| m.from == 1 && m.to == 2);
+    let held: Vec<InFlight> = s
+        .pool
+        .iter()
+        .filter(|m| m.from == 2 && m.to == 1 && is_ack(m))
+        .cloned()
+        .collect();
+    assert!(!held.is_empty(), "B acked X");
+    s.drop_where(|m| m.to == 1 || m.from == 1);
+    // A hears nothing: its lease lapses, and C's stickiness runs out.
+    s.run_until_with(t_min + 20 * MS, |m| m.from == 1 && m.to == 2, |_| false);
+    s.campaign(3);
+    // C's forwards to A come later.
+    let ac = |m: &InFlight| within(&[1, 3])(m) && !(m.from == 3 && is_forward(m));
+    let start = s.now();
+    while !leads(&s, 3) && s.now() < start + 100 * MS {
+        s.complete_slot(1);
+        s.deliver(ac);
+        s.drop_where(|m| !ac(m));
+        s.advance(MS);
+    }
+    assert!(leads(&s, 3), "C won with A");
+    s.slow_disks.clear();
+    s.complete_disk(1);
+    s.pool.extend(held);
+    s.deliver(|m| m.to == 1);
+    s
+}
+
+#[test]
+fn s1b_leader_whose_vote_moved_counts_nothing() {
+    let s = s1b(Mutations::default());
+    assert_eq!(s.violation, None);
+}
+
+#[test]
+fn s1b_mutant_counting_after_its_vote_moved_is_caught() {
+    let s = s1b(Mutations {
+        keep_leading_after_vote: true,
+        ..Default::default()
+    });
+    assert_caught(&s, "LSN 5");
+}
+
+/// R6: F (node 3) grants (2, B) durably and restarts. Recovery starts
+/// `max_term_seen` at the recovered vote's term, so F's next campaign is
+/// above (2, B). The mutant starts it at 0 and campaigns (1, F), lowering
+/// its vote (left alone, a deposed leader's forward is then above F's vote,
+/// and {A, F} and later {B, F} choose two values at one LSN).
+fn r6(mutations: Mutations) -> Script {
+    let t_min = Script::params().t_min;
+    let mut s = led_by_a(3, mutations);
+    s.drop_where(|m| m.from == 1 || m.to == 1);
+    let bf = within(&[2, 3]);
+    s.run_until_with(t_min + 20 * MS, &bf, |_| false);
+    s.campaign(2);
+    let b_vote = s.replica(2).vote();
+    // B's base forward to F is delayed.
+    let no_forward = |m: &InFlight| bf(m) && !is_forward(m);
+    assert!(s.run_until_with(20 * MS, no_forward, |s| s.replica(3).vote() == b_vote));
+    s.drop_where(is_forward);
+    s.crash_and_restart(3);
+    assert_eq!(s.replica(3).vote(), b_vote, "F's vote was durable");
+    s.campaign(3);
+    s
+}
+
+#[test]
+fn r6_campaign_is_above_the_recovered_vote() {
+    let s = r6(Mutations::default());
+    assert_eq!(s.violation, None);
+    assert!(s.replica(3).vote().term > 2);
+}
+
+#[test]
+fn r6_mutant_lowering_the_vote_is_caught() {
+    let s = r6(Mutations {
+        max_term_from_zero: true,
+        ..Default::default()
+    });
+    assert_caught(&s, "vote fell");
+}
+
+/// N4: {A, B} choose X@5; C lacks it. A latent fault hits B's frame
+/// holding 5, and a later frame vouches for it: B recovers reporting
+/// corruption, its log ending at 4. A dies. C campaigns with a log ending at
+/// 4: B must refuse, as a replica that found corruption neither campaigns
+/// nor grants until it installs a newer leader's base. The mutant grants,
+/// and C's base lacks 5.
+fn n4(mutations: Mutations) -> Script {
+    let t_min = Script::params().t_min;
+    let mut s = three_led_by_a(mutations);
+    let x = s.propose(1, KvOp::Set { key: 7, value: 1 });
+    assert!(s.run_until_with(50 * MS, within(&[1, 2]), |s| succeeded(s, x)));
+    s.crash(1);
+    s.crash_corrupted(2, 5);
+    assert!(!s.replica(2).accepted().contains(5));
+    let bc = within(&[2, 3]);
+    s.run_until_with(t_min + 40 * MS, &bc, |_| false);
+    s.campaign(3);
+    s.run_until_with(50 * MS, &bc, |s| leads(s, 3));
+    s
+}
+
+#[test]
+fn n4_corrupted_replica_does_not_vote() {
+    let s = n4(Mutations::default());
+    assert_eq!(s.violation, None);
+    assert!(!leads(&s, 3));
+}
+
+#[test]
+fn n4_mutant_voting_after_corruption_is_caught() {
+    let s = n4(Mutations {
+        corrupted_votes: true,
+        ..Default::default()
+    });
+    assert_caught(&s, "without LSN 5");
+}
