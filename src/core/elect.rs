@@ -13,7 +13,7 @@ impl<C: Conflicts> Replica<C> {
         self.config.is_voter(self.id)
             && (self.demoted_below.is_none() || self.mutations.corrupted_votes)
             // A base or merge frame in flight: the durable pair is about to change.
-            && self.pending_committer.is_none()
+            && (self.pending_committer.is_none() || self.mutations.report_pending_pair)
     }
 
     /// Becomes a candidate `(max_term_seen + 1, self)`, if allowed;
@@ -58,12 +58,18 @@ impl<C: Conflicts> Replica<C> {
         let transfer_from = candidate.transfer_from;
         if !candidate.req_sent && self.slot.vote == c {
             candidate.req_sent = true;
+            // The durable pair; the N1 mutant reports a pending committer.
+            let committer = if self.mutations.report_pending_pair {
+                self.pending_committer.unwrap_or(self.committer)
+            } else {
+                self.committer
+            };
             let accepted = self.accepted.clone();
             for voter in self.config.voters() {
                 if voter != self.id {
                     let msg = Message::ElectReq {
                         candidate: c,
-                        committer: self.committer,
+                        committer,
                         accepted: accepted.clone(),
                         transfer_from,
                     };
@@ -214,7 +220,9 @@ impl<C: Conflicts> Replica<C> {
         }
         match grant {
             Some(grant) => {
-                debug_assert!(committer <= self.committer || self.mutations.accept_stale_replies);
+                let mutant =
+                    self.mutations.accept_stale_replies || self.mutations.report_pending_pair;
+                debug_assert!(committer <= self.committer || mutant);
                 candidate.grants.insert(from, grant);
             }
             None => {

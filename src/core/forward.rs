@@ -176,7 +176,8 @@ impl<C: Conflicts> Replica<C> {
             return;
         };
         let Some(at) = leader.reelect_at else { return };
-        if self.now >= at && self.writes.is_empty() {
+        let settled = self.writes.is_empty() || self.mutations.reelect_without_settling;
+        if self.now >= at && settled {
             self.role = super::replica::Role::Follower;
             self.try_campaign(None);
         }

@@ -69,6 +69,9 @@ impl<C: Conflicts> Replica<C> {
             .filter(|(lsn, _)| !keep.contains(**lsn))
             .map(|(_, r)| r.clone())
             .collect();
+        if self.mutations.split_merge_frame {
+            self.append_first_half(c, &keep, &records, &committed_base);
+        }
         let write = self.append(WalEntry::Base {
             committer: c,
             keep,
@@ -86,6 +89,29 @@ impl<C: Conflicts> Replica<C> {
             unreachable!()
         };
         self.start_followers(&grants);
+    }
+
+    /// The A7 mutant: the merge frame's lower half as a frame of its own,
+    /// which recovery would take for the whole base.
+    fn append_first_half(
+        &mut self,
+        c: crate::ids::LeaderId,
+        keep: &TailBitmap,
+        records: &[Record],
+        committed: &TailBitmap,
+    ) {
+        let max = keep.max().max(records.last().map(|r| r.lsn)).unwrap_or(0);
+        let lower = TailBitmap::prefix(max.div_ceil(2));
+        self.append(WalEntry::Base {
+            committer: c,
+            keep: keep.intersection(&lower),
+            records: records
+                .iter()
+                .filter(|r| lower.contains(r.lsn))
+                .cloned()
+                .collect(),
+            committed: committed.intersection(&lower),
+        });
     }
 
     /// Every follower starts needing a base forward that relies on the

@@ -55,6 +55,14 @@ pub struct Mutations {
     pub max_term_from_zero: bool,
     /// N4: a replica whose recovery found corruption still votes.
     pub corrupted_votes: bool,
+    /// A7: a merge frame written as two independent frames.
+    pub split_merge_frame: bool,
+    /// N5a: a refused leader campaigns again without letting its own
+    /// writes complete.
+    pub reelect_without_settling: bool,
+    /// N1: a replica whose base frame is in flight campaigns, reporting the
+    /// pending committer with the LSNs held under the old one.
+    pub report_pending_pair: bool,
     /// Classic Raft's one vote per term instead of greater-or-equal voting.
     /// Not a mutant: the baseline the "less conflict" measurement compares to.
     pub classic_vote: bool,
@@ -177,6 +185,21 @@ pub const MUTANTS: &[(&str, &str, &str)] = &[
         "corrupted-votes",
         "a replica whose recovery found corruption neither campaigns nor grants until a newer base",
     ),
+    (
+        "A7",
+        "split-merge-frame",
+        "a merge frame is one write: recovery sees all of it or none",
+    ),
+    (
+        "N5a",
+        "reelect-without-settling",
+        "a refused leader lets its own in-flight writes complete before campaigning again",
+    ),
+    (
+        "N1",
+        "report-pending-pair",
+        "ElectReq reports the durable pair; a base frame in flight blocks campaigning and granting",
+    ),
 ];
 
 impl Mutations {
@@ -223,6 +246,9 @@ impl Mutations {
             "S1b" => m.keep_leading_after_vote = true,
             "R6" => m.max_term_from_zero = true,
             "N4" => m.corrupted_votes = true,
+            "A7" => m.split_merge_frame = true,
+            "N5a" => m.reelect_without_settling = true,
+            "N1" => m.report_pending_pair = true,
             _ => return None,
         }
         Some(m)

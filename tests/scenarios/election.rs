@@ -324,3 +324,139 @@ fn n4_mutant_voting_after_corruption_is_caught() {
     });
     assert_caught(&s, "without LSN 5");
 }
+
+/// N5a: A's own write of X@5 is in flight while B and C hold X. B misses
+/// heartbeats and raises its vote in a failed campaign, then refuses A's
+/// forward. A must let its write complete before campaigning again: then
+/// its log is as fresh as theirs and it wins at once. The mutant campaigns
+/// with a log ending at 4, is refused as staler by both, and no leader
+/// follows within the bound.
+fn n5a(mutations: Mutations) -> bool {
+    let t_min = Script::params().t_min;
+    let mut s = three_led_by_a(mutations);
+    let first = s.replica(1).vote();
+    s.slow_disks.insert(1);
+    s.propose(1, KvOp::Set { key: 7, value: 1 });
+    s.deliver(|_| true);
+    assert!([2, 3].iter().all(|&n| s.replica(n).accepted().contains(5)));
+    // B hears nothing from A for longer than its lease, and campaigns in vain.
+    let not_to_b = |m: &InFlight| m.to != 2;
+    let start = s.now();
+    while s.now() < start + t_min + 20 * MS {
+        s.complete_slot(1);
+        s.deliver(not_to_b);
+        s.drop_where(|m| !not_to_b(m));
+        s.advance(MS);
+    }
+    s.campaign(2);
+    s.drop_where(|m| m.from == 2);
+    // A's forwards reach B again and are refused; A's disk stays slow for
+    // longer than the re-election delay.
+    let start = s.now();
+    while s.now() < start + t_min / 2 + 10 * MS {
+        s.complete_slot(1);
+        s.deliver(|_| true);
+        s.advance(MS);
+    }
+    s.slow_disks.clear();
+    s.complete_disk(1);
+    let elected = s.run_until(100 * MS, |s| s.leader().is_some_and(|(_, c)| c > first));
+    assert_eq!(s.violation, None);
+    elected
+}
+
+#[test]
+fn n5a_refused_leader_settles_its_writes_first() {
+    assert!(n5a(Mutations::default()), "a leader within the bound");
+}
+
+#[test]
+fn n5a_mutant_campaigning_unsettled_stalls() {
+    let elected = n5a(Mutations {
+        reelect_without_settling: true,
+        ..Default::default()
+    });
+    assert!(!elected, "liveness bound: the mutant must stall");
+}
+
+/// N1: Z@5 is durable on A, in flight on B, lost to C; A crashes. C wins
+/// with B, whose write of Z then completes. A restarts and installs C's
+/// base (dropping Z); {C, A} choose Y@5 and C crashes before A learns it is
+/// committed. B's install of C's base frame is in flight (slow disk) and
+/// it lost Y. A replica whose base frame is in flight neither campaigns nor
+/// grants, and reports only its durable pair. The mutant B campaigns
+/// reporting committer C with `accepted ∋ 5` (M's Z): A grants without 5,
+/// and B's base lacks Y.
+fn n1(mutations: Mutations) -> Script {
+    let t_min = Script::params().t_min;
+    let mut s = three_led_by_a(Mutations::default());
+    s.mutate(2, mutations);
+    s.slow_disks.insert(2);
+    s.propose(1, KvOp::Set { key: 7, value: 1 });
+    s.deliver(|m| m.from == 1 && m.to == 2);
+    s.drop_where(|_| true);
+    s.crash(1);
+    // C wins with B; B's slot writes land, its WAL writes wait.
+    let bc = within(&[2, 3]);
+    let grind =
+        |s: &mut Script, pass: &dyn Fn(&InFlight) -> bool, until: &dyn Fn(&Script) -> bool| {
+            let start = s.now();
+            while !until(s) && s.now() < start + t_min + 40 * MS {
+                s.complete_slot(2);
+                s.deliver(pass);
+                s.drop_where(|m| !pass(m));
+                s.advance(MS);
+            }
+        };
+    grind(&mut s, &bc, &|_| false);
+    s.campaign(3);
+    let no_forward = |m: &InFlight| bc(m) && !is_forward(m);
+    grind(&mut s, &no_forward, &|s| leads(s, 3));
+    assert!(leads(&s, 3), "C won with B");
+    // B's write of Z completes under M.
+    s.complete_disk(2);
+    assert!(s.replica(2).accepted().contains(5));
+    // C resends its base forward; B's base frame stays in flight.
+    let start = s.now();
+    grind(&mut s, &bc, &|s| s.now() >= start + 20 * MS);
+    assert_ne!(
+        s.replica(2).committer(),
+        s.replica(3).committer(),
+        "not durable yet"
+    );
+    // A restarts, installs C's base; {C, A} choose Y@5.
+    s.restart(1);
+    let y = s.propose(3, KvOp::Set { key: 8, value: 1 });
+    let ac = within(&[1, 3]);
+    grind(&mut s, &ac, &|s| succeeded(s, y));
+    assert!(succeeded(&s, y), "Y acknowledged");
+    s.drop_where(|_| true);
+    s.crash(3);
+    // B campaigns once A's stickiness to C has run out.
+    let ab = within(&[1, 2]);
+    grind(&mut s, &ab, &|_| false);
+    s.campaign(2);
+    let start = s.now();
+    grind(&mut s, &ab, &|s| s.now() >= start + 20 * MS);
+    // B's base frame lands.
+    s.slow_disks.clear();
+    s.complete_disk(2);
+    s.run_until_with(50 * MS, &ab, |s| leads(s, 2));
+    s
+}
+
+#[test]
+fn n1_base_frame_in_flight_blocks_campaigning() {
+    let s = n1(Mutations::default());
+    assert_eq!(s.violation, None);
+    assert!(!leads(&s, 2));
+}
+
+#[test]
+fn n1_mutant_reporting_the_pending_pair_is_caught() {
+    let s = n1(Mutations {
+        report_pending_pair: true,
+        ..Default::default()
+    });
+    assert_caught(&s, "LSN 5");
+}

@@ -195,3 +195,120 @@ fn s1_mutant_acking_on_receipt_is_caught() {
     });
     assert_caught(&s, "I1");
 }
+
+/// H1: A (R0) sends 5, 6, 7: R0 holds 5–7, R1 6–7, R2 7. (2, R2) wins with
+/// R1 and fills 5 with a no-op that only R2 persists. (3, R1) wins with R0;
+/// its base has L1's 5; its base forward to R0 is lost. Acks from different
+/// leaderships never add up: the mutant seeds `acked[R0]` from R0's vote
+/// reply, counts 5 as chosen and applies it.
+fn h1(mutations: Mutations) -> Script {
+    let t_min = Script::params().t_min;
+    let mut s = three_led_by_a(mutations);
+    s.propose(1, KvOp::Set { key: 5, value: 5 });
+    s.drop_where(|m| m.from == 1);
+    s.propose(1, KvOp::Set { key: 6, value: 6 });
+    s.deliver(|m| m.from == 1 && m.to == 2);
+    s.drop_where(|m| m.from == 1);
+    s.propose(1, KvOp::Set { key: 7, value: 7 });
+    s.deliver(|m| m.from == 1);
+    s.drop_where(|m| m.from == 1 || m.to == 1);
+    let held = |n: u64| s.replica(n).accepted().iter().filter(|&l| l >= 5).count();
+    assert_eq!((held(1), held(2), held(3)), (3, 2, 1));
+    // (2, R2) wins with R1; its forwards never leave.
+    let r1r2 = within(&[2, 3]);
+    s.run_until_with(t_min + 20 * MS, &r1r2, |_| false);
+    s.campaign(3);
+    let no_forward = |m: &InFlight| r1r2(m) && !is_forward(m);
+    assert!(s.run_until_with(50 * MS, no_forward, |s| leads(s, 3)));
+    // (3, R1) wins with R0; its base forward to R0 is lost.
+    let r0r1 = |m: &InFlight| within(&[1, 2])(m) && !is_forward(m);
+    s.run_until_with(t_min + 20 * MS, r0r1, |_| false);
+    s.campaign(2);
+    assert!(s.run_until_with(50 * MS, r0r1, |s| leads(s, 2)));
+    s.run_until_with(20 * MS, r0r1, |_| false);
+    s
+}
+
+#[test]
+fn h1_acks_of_different_leaderships_never_add_up() {
+    let s = h1(Mutations::default());
+    assert_eq!(s.violation, None);
+    assert!(!s.replica(2).committed().contains(5));
+}
+
+#[test]
+fn h1_mutant_seeding_acks_from_votes_is_caught() {
+    let s = h1(Mutations {
+        seed_acked_from_votes: true,
+        ..Default::default()
+    });
+    assert_caught(&s, "never chosen");
+}
+
+/// S2: X@5 is acked by all and committed; B learns it, not durably; C
+/// does not; A crashes, losing its own `committed` write too. C wins with B;
+/// B reports its durable `committed`, so C's base forward carries X. The
+/// mutant reports `committed` from memory, and installs a base forward
+/// whatever `committed` it assumed: B restarts (5 no longer known
+/// committed), installs C's base without 5 and drops X. C dies, A restarts
+/// and grants B: B's base lacks 5. (I3 sees B lack C's base LSN 5 first.)
+fn s2(mutations: Mutations) -> Script {
+    let t_min = Script::params().t_min;
+    let mut s = three_led_by_a(mutations);
+    let x = s.propose(1, KvOp::Set { key: 7, value: 1 });
+    s.slow_disks.insert(1);
+    s.deliver(|m| m.from == 1);
+    s.deliver(|m| m.to == 1);
+    assert!(succeeded(&s, x), "X committed and applied on A");
+    // A's next forward tells B that 5 is committed; B's disk is slow.
+    s.slow_disks.insert(2);
+    s.advance(Script::params().heartbeat);
+    s.deliver(|m| m.from == 1 && m.to == 2);
+    assert!(s.replica(2).committed().contains(5));
+    s.crash(1);
+    s.slow_disks.remove(&1);
+    // C wins with B (B's slot writes land, its WAL writes do not).
+    s.drop_where(|_| true);
+    let bc = within(&[2, 3]);
+    let start = s.now();
+    while s.now() < start + t_min + 20 * MS {
+        s.complete_slot(2);
+        s.deliver(&bc);
+        s.advance(MS);
+    }
+    s.campaign(3);
+    let start = s.now();
+    while !leads(&s, 3) && s.now() < start + 50 * MS {
+        s.complete_slot(2);
+        s.deliver(&bc);
+        s.advance(MS);
+    }
+    assert!(leads(&s, 3), "C won with B");
+    // B restarts before C's base forward arrives, then installs what it can.
+    s.crash_and_restart(2);
+    s.slow_disks.clear();
+    s.run_until_with(50 * MS, &bc, |_| false);
+    // C dies; A returns and B campaigns with it.
+    s.crash(3);
+    s.restart(1);
+    let ab = within(&[1, 2]);
+    s.run_until_with(t_min + 40 * MS, &ab, |_| false);
+    s.campaign(2);
+    s.run_until_with(50 * MS, &ab, |s| leads(s, 2));
+    s
+}
+
+#[test]
+fn s2_committed_is_reported_only_once_durable() {
+    let s = s2(Mutations::default());
+    assert_eq!(s.violation, None);
+}
+
+#[test]
+fn s2_mutant_with_volatile_committed_is_caught() {
+    let s = s2(Mutations {
+        volatile_committed: true,
+        ..Default::default()
+    });
+    assert_caught(&s, "lacks base LSN 5");
+}

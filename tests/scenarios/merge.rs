@@ -145,3 +145,37 @@ fn n8b_mutant_keyed_by_lsn_is_caught() {
     });
     assert_caught(&s, "lost acknowledged write");
 }
+
+/// A7: {A, C} choose X@5. A dies; C wins with B. Its merge frame is one
+/// write, so recovery sees all of the base or none. The mutant writes the
+/// lower half as a frame of its own: recovered alone, it is a base without
+/// X (the checks see that base lack chosen LSNs as soon as it is written).
+fn a7(mutations: Mutations) -> Script {
+    let t_min = Script::params().t_min;
+    let mut s = three_led_by_a(Mutations::default());
+    let x = s.propose(1, KvOp::Set { key: 7, value: 1 });
+    assert!(s.run_until_with(50 * MS, within(&[1, 3]), |s| succeeded(s, x)));
+    s.crash(1);
+    s.mutate(3, mutations);
+    let bc = within(&[2, 3]);
+    s.run_until_with(t_min + 20 * MS, &bc, |_| false);
+    s.campaign(3);
+    s.run_until_with(50 * MS, &bc, |s| leads(s, 3));
+    s
+}
+
+#[test]
+fn a7_merge_frame_is_one_write() {
+    let s = a7(Mutations::default());
+    assert_eq!(s.violation, None);
+    assert!(leads(&s, 3));
+}
+
+#[test]
+fn a7_mutant_splitting_the_merge_frame_is_caught() {
+    let s = a7(Mutations {
+        split_merge_frame: true,
+        ..Default::default()
+    });
+    assert_caught(&s, "merged a base without LSN");
+}
