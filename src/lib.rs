@@ -7,6 +7,7 @@ pub mod core;
 pub mod frame;
 pub mod ids;
 pub mod sim;
+pub mod wal;
 
 pub use bitmap::{BitmapError, TailBitmap};
 pub use ids::{LeaderId, Lsn, NodeId, LSN_LIMIT};

@@ -166,7 +166,9 @@ impl<C: Conflicts> Replica<C> {
         }
         // A failed candidate raised its vote: stop proposing, let own writes
         // complete, and campaign again after a random delay.
-        if leader.reelect_at.is_none() {
+        if self.mutations.reelect_at_once {
+            leader.reelect_at = Some(now);
+        } else if leader.reelect_at.is_none() {
             leader.reelect_at = Some(now + delay);
         }
     }

@@ -63,6 +63,9 @@ pub struct Mutations {
     /// N1: a replica whose base frame is in flight campaigns, reporting the
     /// pending committer with the LSNs held under the old one.
     pub report_pending_pair: bool,
+    /// N5b: a refused leader campaigns again at once, without the random
+    /// delay in which a greater committer could be reported.
+    pub reelect_at_once: bool,
     /// Classic Raft's one vote per term instead of greater-or-equal voting.
     /// Not a mutant: the baseline the "less conflict" measurement compares to.
     pub classic_vote: bool,
@@ -200,6 +203,11 @@ pub const MUTANTS: &[(&str, &str, &str)] = &[
         "report-pending-pair",
         "ElectReq reports the durable pair; a base frame in flight blocks campaigning and granting",
     ),
+    (
+        "N5b",
+        "reelect-at-once",
+        "a refused leader waits a random delay in [0, T_min/2) before campaigning again",
+    ),
 ];
 
 impl Mutations {
@@ -249,6 +257,7 @@ impl Mutations {
             "A7" => m.split_merge_frame = true,
             "N5a" => m.reelect_without_settling = true,
             "N1" => m.report_pending_pair = true,
+            "N5b" => m.reelect_at_once = true,
             _ => return None,
         }
         Some(m)

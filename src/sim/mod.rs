@@ -57,7 +57,7 @@ impl Faults {
     pub fn standard() -> Self {
         Faults {
             drop: 0.05,
-            duplicate: 0.02,
+            duplicate: 0.03,
             delay: 0.05,
             long_delay: 300 * MS,
             crash_every: 600 * MS,
@@ -770,9 +770,13 @@ impl Sim {
         } else {
             1
         };
-        for _ in 0..copies {
+        for copy in 0..copies {
             let mut delay = 20 * US + self.random(200 * US);
-            if faults && self.chance(self.cfg.faults.delay) {
+            // A duplicate comes back late: after later messages, often after
+            // a leader change (a repeated base forward, a stale grant).
+            if faults && copy > 0 {
+                delay += self.random(4 * self.params.t_min);
+            } else if faults && self.chance(self.cfg.faults.delay) {
                 delay += self.random(self.cfg.faults.long_delay);
             }
             let at = self.now + delay;

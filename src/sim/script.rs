@@ -21,6 +21,8 @@ pub struct InFlight {
     pub from: NodeId,
     pub to: NodeId,
     pub msg: Message,
+    /// When it was sent.
+    pub sent_at: Nanos,
 }
 
 struct Node {
@@ -400,6 +402,7 @@ impl Script {
                     from: node,
                     to,
                     msg,
+                    sent_at: self.now,
                 };
                 self.sent.push(m.clone());
                 self.pool.push(m);

@@ -460,3 +460,78 @@ fn n1_mutant_reporting_the_pending_pair_is_caught() {
     });
     assert_caught(&s, "LSN 5");
 }
+
+/// N5b: A (node 1) is cut off from C; C wins with B. Every forward to B
+/// takes 30 ms, longer than a heartbeat, so the deposed leader's next
+/// forward always reaches B before the new leader's base forward and is
+/// refused with B's new vote and the old committer. A refused leader waits a
+/// random delay in `[0, T_min/2)`, in which the new base lands on B and the
+/// next refusal reports a greater committer: it stops. The mutant
+/// re-elects at once, the other does the same on its refusal, and the duel
+/// never lets a proposal commit.
+fn n5b(mutations: Mutations) -> bool {
+    let t_min = Script::params().t_min;
+    let mut s = three_led_by_a(mutations);
+    let slow_to_b = |m: &InFlight, now: u64| {
+        let cut = matches!((m.from, m.to), (1, 3) | (3, 1));
+        let held = m.to == 2 && is_forward(m) && now < m.sent_at + 30 * MS;
+        !cut && !held
+    };
+    let tick = |s: &mut Script| {
+        let now = s.now();
+        s.deliver(|m| slow_to_b(m, now));
+        s.drop_where(|m| matches!((m.from, m.to), (1, 3) | (3, 1)));
+        s.advance(MS);
+    };
+    // B's and C's stickiness to A runs out; then C campaigns.
+    let start = s.now();
+    s.drop_where(|m| m.from == 1);
+    while s.now() < start + t_min + 20 * MS {
+        let now = s.now();
+        s.deliver(|m| m.from != 1 && slow_to_b(m, now));
+        s.drop_where(|m| m.from == 1);
+        s.advance(MS);
+    }
+    // A's next heartbeat to B is on its way when C campaigns.
+    s.drop_where(|_| true);
+    while !s.pool.iter().any(|m| m.from == 1 && m.to == 2) {
+        s.advance(MS);
+    }
+    s.advance(5 * MS);
+    s.campaign(3);
+    // Proposals at whichever node leads, until one commits; one left
+    // unanswered by a deposed leader is given up after 50 ms.
+    let first = s.replica(1).vote();
+    let start = s.now();
+    let mut ids: Vec<u64> = Vec::new();
+    let mut last = 0;
+    while s.now() < start + 5 * t_min {
+        if ids.iter().any(|&id| succeeded(&s, id)) {
+            return true;
+        }
+        if let Some((node, c)) = s.leader() {
+            let answered = ids.last().is_none_or(|id| s.replies.contains_key(id));
+            if c > first && (answered || s.now() > last + 50 * MS) {
+                ids.push(s.propose(node, KvOp::Set { key: 9, value: 9 }));
+                last = s.now();
+            }
+        }
+        tick(&mut s);
+    }
+    assert_eq!(s.violation, None);
+    false
+}
+
+#[test]
+fn n5b_refused_leader_waits_and_yields() {
+    assert!(n5b(Mutations::default()), "a proposal commits");
+}
+
+#[test]
+fn n5b_mutant_reelecting_at_once_duels() {
+    let committed = n5b(Mutations {
+        reelect_at_once: true,
+        ..Default::default()
+    });
+    assert!(!committed, "liveness bound: the duel must stall");
+}

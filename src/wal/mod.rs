@@ -1,0 +1,11 @@
+//! The write-ahead log (DESIGN.md §4): segments of frames, a writer that
+//! appends whole blocks and syncs, recovery that tells a torn tail from
+//! corruption.
+
+pub mod scan;
+pub mod storage;
+pub mod writer;
+
+pub use scan::{scan, Accepted, Position, Scan, ScanError, SegmentBytes, FIRST_WAL_SEQ};
+pub use storage::{MemStorage, Storage, BLOCK};
+pub use writer::{Recovered, RecoveredFrame, Wal, WalError, WalOptions};

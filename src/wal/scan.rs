@@ -1,0 +1,378 @@
+//! How recovery reads the segments (DESIGN.md §4).
+//!
+//! Frames are accepted in order while each has valid checksums and payload,
+//! carries exactly the next `wal_seq`, and an `incarnation` not below the
+//! previous frame's. A segment's frames end where the next one fails; the log
+//! goes on in the next segment only if that segment starts with the next
+//! frame. The first failure that does not continue ends the log. That end is
+//! corruption only if a valid frame further on says, through its
+//! `durable_upto`, that the failed frame was durable; otherwise the frames
+//! after it were never durable (a torn write) and are cut.
+
+use crate::frame::{Frame, FRAME_ALIGN, HEADER_LEN, MAGIC};
+use thiserror::Error;
+
+/// The `wal_seq` of the first frame a new WAL writes.
+pub const FIRST_WAL_SEQ: u64 = 1;
+
+/// A place in the WAL: a segment and a byte offset in it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Position {
+    pub segment: u64,
+    pub offset: usize,
+}
+
+/// One segment as recovery read it. `bytes` must start 16-byte aligned.
+#[derive(Clone, Copy, Debug)]
+pub struct SegmentBytes<'a> {
+    pub index: u64,
+    pub bytes: &'a [u8],
+}
+
+/// A frame recovery accepted, read in place.
+#[derive(Clone, Copy, Debug)]
+pub struct Accepted<'a> {
+    pub at: Position,
+    pub frame: Frame<'a>,
+}
+
+/// What the segments hold.
+#[derive(Debug)]
+pub struct Scan<'a> {
+    pub frames: Vec<Accepted<'a>>,
+    /// Where the log ends: the next frame is written here.
+    pub end: Position,
+    /// The `wal_seq` of the next frame.
+    pub next_seq: u64,
+    /// The greatest `incarnation` among the accepted frames.
+    pub incarnation: u64,
+    /// Why the bytes at `end` were not a frame (a torn or never-written
+    /// tail, cut before new appends), if the segments did not simply end.
+    pub cut: Option<String>,
+}
+
+#[derive(Debug, Error, Clone, PartialEq, Eq)]
+pub enum ScanError {
+    #[error(
+        "WAL corruption in segment {} at offset {} (frame {seq} expected: {reason}); \
+         the frame at segment {} offset {} says frames below {durable_upto} were durable",
+        at.segment, at.offset, vouched_by.segment, vouched_by.offset
+    )]
+    Corruption {
+        at: Position,
+        seq: u64,
+        reason: String,
+        vouched_by: Position,
+        durable_upto: u64,
+    },
+}
+
+/// Reads `segments` (in index order) as recovery does.
+pub fn scan<'a>(segments: &[SegmentBytes<'a>]) -> Result<Scan<'a>, ScanError> {
+    for s in segments {
+        assert!(
+            s.bytes.is_empty() || s.bytes.as_ptr() as usize % FRAME_ALIGN == 0,
+            "segment bytes must be {FRAME_ALIGN}-byte aligned"
+        );
+    }
+    let mut scan = Scan {
+        frames: Vec::new(),
+        end: Position {
+            segment: segments.first().map_or(0, |s| s.index),
+            offset: 0,
+        },
+        next_seq: FIRST_WAL_SEQ,
+        incarnation: 0,
+        cut: None,
+    };
+    let mut started = false;
+    'segments: for (i, segment) in segments.iter().enumerate() {
+        let mut offset = 0;
+        loop {
+            match accept(
+                segment.bytes,
+                offset,
+                started.then_some(scan.next_seq),
+                scan.incarnation,
+            ) {
+                Ok(frame) => {
+                    scan.next_seq = frame.header.wal.wal_seq + 1;
+                    scan.incarnation = frame.header.wal.incarnation;
+                    started = true;
+                    scan.frames.push(Accepted {
+                        at: Position {
+                            segment: segment.index,
+                            offset,
+                        },
+                        frame,
+                    });
+                    offset += frame.bytes.len();
+                    scan.end = Position {
+                        segment: segment.index,
+                        offset,
+                    };
+                }
+                Err(reason) => {
+                    let next = segments.get(i + 1);
+                    let expected = started.then_some(scan.next_seq);
+                    if next.is_some_and(|n| accept(n.bytes, 0, expected, scan.incarnation).is_ok())
+                    {
+                        continue 'segments; // the writer moved on to the next segment here
+                    }
+                    scan.end = Position {
+                        segment: segment.index,
+                        offset,
+                    };
+                    scan.cut = Some(reason);
+                    break 'segments;
+                }
+            }
+        }
+    }
+    if let Some(reason) = &scan.cut {
+        if let Some((vouched_by, durable_upto)) = voucher(segments, scan.end, scan.next_seq) {
+            return Err(ScanError::Corruption {
+                at: scan.end,
+                seq: scan.next_seq,
+                reason: reason.clone(),
+                vouched_by,
+                durable_upto,
+            });
+        }
+    }
+    Ok(scan)
+}
+
+/// The frame at `offset`, if it is valid and is the one expected next.
+fn accept(
+    bytes: &[u8],
+    offset: usize,
+    expected_seq: Option<u64>,
+    min_incarnation: u64,
+) -> Result<Frame<'_>, String> {
+    let frame = Frame::decode(bytes.get(offset..).unwrap_or(&[])).map_err(|e| e.to_string())?;
+    let wal = frame.header.wal;
+    if let Some(seq) = expected_seq {
+        if wal.wal_seq != seq {
+            return Err(format!("wal_seq {} where {seq} was next", wal.wal_seq));
+        }
+    }
+    if wal.incarnation < min_incarnation {
+        return Err(format!(
+            "incarnation {} below the previous frame's {min_incarnation}",
+            wal.incarnation
+        ));
+    }
+    Ok(frame)
+}
+
+/// A valid frame after `end` whose `durable_upto` covers frame `seq`.
+fn voucher(segments: &[SegmentBytes<'_>], end: Position, seq: u64) -> Option<(Position, u64)> {
+    for segment in segments.iter().filter(|s| s.index >= end.segment) {
+        let from = if segment.index == end.segment {
+            end.offset + FRAME_ALIGN
+        } else {
+            0
+        };
+        let mut offset = from;
+        while offset + HEADER_LEN <= segment.bytes.len() {
+            // Cheap test first: most offsets are not a frame start.
+            if segment.bytes[offset..offset + 4] == MAGIC {
+                if let Ok(frame) = Frame::decode(&segment.bytes[offset..]) {
+                    let wal = frame.header.wal;
+                    if wal.wal_seq > seq && wal.durable_upto > seq {
+                        let at = Position {
+                            segment: segment.index,
+                            offset,
+                        };
+                        return Some((at, wal.durable_upto));
+                    }
+                }
+            }
+            offset += FRAME_ALIGN;
+        }
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::{encode_into, set_wal_fields, Record, RecordBatch, WalFields};
+    use crate::ids::LeaderId;
+    use rkyv::util::AlignedVec;
+
+    /// Frames written by one writer: (wal_seq, incarnation, durable_upto).
+    fn segment(frames: &[(u64, u64, u64)], size: usize) -> (AlignedVec, Vec<usize>) {
+        let mut buf = AlignedVec::new();
+        let mut starts = Vec::new();
+        for &(seq, incarnation, durable_upto) in frames {
+            let start = buf.len();
+            starts.push(start);
+            let batch = RecordBatch {
+                records: vec![Record {
+                    author: LeaderId::new(1, 1),
+                    lsn: seq,
+                    cmd: vec![7; 40],
+                    deps: Default::default(),
+                }],
+            };
+            encode_into(&batch, &mut buf).unwrap();
+            let wal = WalFields {
+                wal_seq: seq,
+                incarnation,
+                durable_upto,
+            };
+            set_wal_fields(&mut buf[start..], wal).unwrap();
+        }
+        assert!(buf.len() <= size);
+        buf.resize(size, 0);
+        (buf, starts)
+    }
+
+    fn seqs(scan: &Scan<'_>) -> Vec<u64> {
+        scan.frames
+            .iter()
+            .map(|a| a.frame.header.wal.wal_seq)
+            .collect()
+    }
+
+    #[test]
+    fn frames_run_across_segments() {
+        let (a, _) = segment(&[(1, 1, 1), (2, 1, 2), (3, 1, 3)], 1024);
+        let (b, _) = segment(&[(4, 1, 4), (5, 1, 5)], 1024);
+        let segs = [
+            SegmentBytes {
+                index: 0,
+                bytes: &a,
+            },
+            SegmentBytes {
+                index: 1,
+                bytes: &b,
+            },
+        ];
+        let scan = scan(&segs).unwrap();
+        assert_eq!(seqs(&scan), [1, 2, 3, 4, 5]);
+        assert_eq!(scan.next_seq, 6);
+        assert_eq!(scan.end.segment, 1);
+        assert!(scan.cut.is_some(), "zeros after the last frame");
+    }
+
+    #[test]
+    fn a_cut_last_frame_ends_the_log_before_it() {
+        let (full, starts) = segment(&[(1, 1, 1), (2, 1, 2), (3, 1, 2)], 1024);
+        let last = starts[2];
+        let last_end = full.iter().rposition(|&b| b != 0).unwrap() + 1;
+        for cut in last..last_end {
+            let mut bytes = full.clone();
+            bytes[cut..].fill(0);
+            let segs = [SegmentBytes {
+                index: 0,
+                bytes: &bytes,
+            }];
+            let scan = scan(&segs).unwrap();
+            assert_eq!(seqs(&scan), [1, 2], "cut at {cut}");
+            assert_eq!(scan.end.offset, last);
+        }
+    }
+
+    #[test]
+    fn vouched_damage_is_corruption_at_its_place() {
+        // Frame 4 says frames below 3 were durable: damage in frame 2 is corruption.
+        let (mut bytes, starts) = segment(&[(1, 1, 1), (2, 1, 2), (3, 1, 3), (4, 1, 3)], 2048);
+        bytes[starts[1] + HEADER_LEN + 5] ^= 0x10;
+        let segs = [SegmentBytes {
+            index: 3,
+            bytes: &bytes,
+        }];
+        match scan(&segs) {
+            Err(ScanError::Corruption { at, seq, .. }) => {
+                assert_eq!(
+                    at,
+                    Position {
+                        segment: 3,
+                        offset: starts[1]
+                    }
+                );
+                assert_eq!(seq, 2);
+            }
+            other => panic!("expected corruption, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn torn_write_before_a_complete_one_is_a_clean_tail() {
+        // Two writes in flight: frame 3 torn, frame 4 complete, issued while
+        // 3 was not durable (durable_upto 3): nothing vouches for 3.
+        let (mut bytes, starts) = segment(&[(1, 1, 1), (2, 1, 2), (3, 1, 3), (4, 1, 3)], 2048);
+        bytes[starts[2] + HEADER_LEN..starts[3]].fill(0);
+        let segs = [SegmentBytes {
+            index: 0,
+            bytes: &bytes,
+        }];
+        let scan = scan(&segs).unwrap();
+        assert_eq!(seqs(&scan), [1, 2]);
+        assert_eq!(scan.end.offset, starts[2]);
+    }
+
+    #[test]
+    fn stale_frames_of_a_recycled_segment_are_never_replayed() {
+        // Segment 8 was recycled: its old lap holds valid frames 1..4 (the
+        // last ones vouching for earlier ones). This lap wrote 10..11 over
+        // its start.
+        let (old, _) = segment(&[(1, 1, 1), (2, 1, 2), (3, 1, 3), (4, 1, 4)], 2048);
+        let (a, _) = segment(&[(8, 2, 8), (9, 2, 9)], 1024);
+        let (new, new_starts) = segment(&[(10, 2, 10), (11, 2, 11)], 2048);
+        let mut recycled = old.clone();
+        let new_len = new_starts[1] + (new_starts[1] - new_starts[0]);
+        recycled[..new_len].copy_from_slice(&new[..new_len]);
+        let segs = [
+            SegmentBytes {
+                index: 7,
+                bytes: &a,
+            },
+            SegmentBytes {
+                index: 8,
+                bytes: &recycled,
+            },
+        ];
+        let scan = scan(&segs).unwrap();
+        assert_eq!(seqs(&scan), [8, 9, 10, 11]);
+        assert_eq!(scan.next_seq, 12);
+    }
+
+    #[test]
+    fn an_older_incarnation_ends_the_log() {
+        let (bytes, starts) = segment(&[(1, 2, 1), (2, 2, 2), (3, 1, 3)], 1024);
+        let segs = [SegmentBytes {
+            index: 0,
+            bytes: &bytes,
+        }];
+        let scan = scan(&segs).unwrap();
+        assert_eq!(seqs(&scan), [1, 2]);
+        assert_eq!(scan.end.offset, starts[2]);
+        assert!(scan.cut.unwrap().contains("incarnation"));
+    }
+
+    #[test]
+    fn a_gap_in_wal_seq_ends_the_log() {
+        let (bytes, _) = segment(&[(1, 1, 1), (2, 1, 2), (4, 1, 2)], 1024);
+        let segs = [SegmentBytes {
+            index: 0,
+            bytes: &bytes,
+        }];
+        assert_eq!(seqs(&scan(&segs).unwrap()), [1, 2]);
+    }
+
+    #[test]
+    fn an_empty_wal_scans_to_nothing() {
+        let (zeros, _) = segment(&[], 4096);
+        let scan = scan(&[SegmentBytes {
+            index: 0,
+            bytes: &zeros,
+        }])
+        .unwrap();
+        assert!(scan.frames.is_empty());
+        assert_eq!(scan.next_seq, FIRST_WAL_SEQ);
+    }
+}

@@ -1,0 +1,164 @@
+//! Where segments live. The WAL writes whole blocks at block-aligned offsets
+//! and makes them durable with `sync`; a backend carries that out on a real
+//! disk, or in memory for tests that cut the power.
+
+use rkyv::util::AlignedVec;
+use std::collections::BTreeMap;
+use std::io;
+
+/// The unit of every WAL write: offsets and lengths are multiples of it.
+pub const BLOCK: usize = 4096;
+
+/// Segment files, by index.
+pub trait Storage {
+    /// Indexes of the segments present, ascending.
+    fn segments(&self) -> io::Result<Vec<u64>>;
+    /// Creates segment `index`: `size` zero bytes, durable (file and name).
+    fn prepare(&mut self, index: u64, size: usize) -> io::Result<()>;
+    /// Gives segment `from` the index `to`, durably, content unchanged.
+    fn rename(&mut self, from: u64, to: u64) -> io::Result<()>;
+    /// Deletes segment `index`, durably.
+    fn remove(&mut self, index: u64) -> io::Result<()>;
+    /// The whole segment, as the disk holds it now.
+    fn read(&self, index: u64) -> io::Result<AlignedVec<BLOCK>>;
+    /// Writes `bytes` at `offset` (both block-aligned); durable only after `sync`.
+    fn write(&mut self, index: u64, offset: usize, bytes: &[u8]) -> io::Result<()>;
+    /// Makes every write to segment `index` durable.
+    fn sync(&mut self, index: u64) -> io::Result<()>;
+}
+
+/// Segments in memory, with unsynced writes kept apart from durable bytes,
+/// so that a test can cut the power: each unsynced write is then lost,
+/// kept, or kept as a torn prefix.
+#[derive(Default)]
+pub struct MemStorage {
+    segments: BTreeMap<u64, MemSegment>,
+    /// Operations left before the power goes (`None`: never).
+    pub power_fails_after: Option<usize>,
+    /// The next `sync` fails (a disk error, not a power loss).
+    pub fail_next_sync: bool,
+    dark: bool,
+}
+
+#[derive(Clone, Default)]
+struct MemSegment {
+    durable: Vec<u8>,
+    /// Writes since the last sync, in order.
+    pending: Vec<(usize, Vec<u8>)>,
+}
+
+impl MemSegment {
+    fn visible(&self) -> Vec<u8> {
+        let mut bytes = self.durable.clone();
+        for (offset, data) in &self.pending {
+            bytes[*offset..*offset + data.len()].copy_from_slice(data);
+        }
+        bytes
+    }
+}
+
+impl MemStorage {
+    fn tick(&mut self) -> io::Result<()> {
+        if self.dark {
+            return Err(io::Error::other("power is off"));
+        }
+        if let Some(left) = &mut self.power_fails_after {
+            if *left == 0 {
+                self.dark = true;
+                return Err(io::Error::other("power lost"));
+            }
+            *left -= 1;
+        }
+        Ok(())
+    }
+
+    /// The power comes back after a loss: each unsynced write is dropped,
+    /// kept whole, or kept as a prefix cut at a random byte, as `choose`
+    /// decides given the write's length (returns the bytes that survive).
+    pub fn restore_power(&mut self, mut choose: impl FnMut(usize) -> usize) {
+        for segment in self.segments.values_mut() {
+            for (offset, data) in std::mem::take(&mut segment.pending) {
+                let kept = choose(data.len()).min(data.len());
+                segment.durable[offset..offset + kept].copy_from_slice(&data[..kept]);
+            }
+        }
+        self.dark = false;
+        self.power_fails_after = None;
+    }
+
+    /// Flips the bits of `mask` in a durable byte (a latent media fault).
+    pub fn damage(&mut self, index: u64, offset: usize, mask: u8) {
+        self.segments.get_mut(&index).expect("segment").durable[offset] ^= mask;
+    }
+}
+
+fn missing(index: u64) -> io::Error {
+    io::Error::new(io::ErrorKind::NotFound, format!("no segment {index}"))
+}
+
+impl Storage for MemStorage {
+    fn segments(&self) -> io::Result<Vec<u64>> {
+        Ok(self.segments.keys().copied().collect())
+    }
+
+    fn prepare(&mut self, index: u64, size: usize) -> io::Result<()> {
+        self.tick()?;
+        let segment = MemSegment {
+            durable: vec![0; size],
+            pending: Vec::new(),
+        };
+        self.segments.insert(index, segment);
+        Ok(())
+    }
+
+    fn rename(&mut self, from: u64, to: u64) -> io::Result<()> {
+        self.tick()?;
+        let segment = self.segments.remove(&from).ok_or_else(|| missing(from))?;
+        self.segments.insert(to, segment);
+        Ok(())
+    }
+
+    fn remove(&mut self, index: u64) -> io::Result<()> {
+        self.tick()?;
+        self.segments.remove(&index).ok_or_else(|| missing(index))?;
+        Ok(())
+    }
+
+    fn read(&self, index: u64) -> io::Result<AlignedVec<BLOCK>> {
+        let segment = self.segments.get(&index).ok_or_else(|| missing(index))?;
+        let mut out = AlignedVec::new();
+        out.extend_from_slice(&segment.visible());
+        Ok(out)
+    }
+
+    fn write(&mut self, index: u64, offset: usize, bytes: &[u8]) -> io::Result<()> {
+        assert!(
+            offset % BLOCK == 0 && bytes.len() % BLOCK == 0,
+            "whole blocks"
+        );
+        self.tick()?;
+        let segment = self
+            .segments
+            .get_mut(&index)
+            .ok_or_else(|| missing(index))?;
+        if offset + bytes.len() > segment.durable.len() {
+            return Err(io::Error::other("write past the end of the segment"));
+        }
+        segment.pending.push((offset, bytes.to_vec()));
+        Ok(())
+    }
+
+    fn sync(&mut self, index: u64) -> io::Result<()> {
+        self.tick()?;
+        if std::mem::take(&mut self.fail_next_sync) {
+            return Err(io::Error::other("injected fsync failure"));
+        }
+        let segment = self
+            .segments
+            .get_mut(&index)
+            .ok_or_else(|| missing(index))?;
+        segment.durable = segment.visible();
+        segment.pending.clear();
+        Ok(())
+    }
+}

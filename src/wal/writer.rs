@@ -1,0 +1,240 @@
+//! The WAL writer: frames packed back to back in segments, each append one
+//! write of whole blocks plus one sync, the last partial block kept in
+//! memory and written again with the next append. After a failed sync it
+//! refuses every further append: nothing may pretend that data is durable.
+
+use super::scan::{scan, Position, ScanError, SegmentBytes, FIRST_WAL_SEQ};
+use super::storage::{Storage, BLOCK};
+use crate::frame::{set_wal_fields, FrameError, WalFields};
+use rkyv::util::AlignedVec;
+use std::io;
+use thiserror::Error;
+
+#[derive(Debug, Error)]
+pub enum WalError {
+    #[error("WAL {op} failed on segment {segment}: {source}")]
+    Io {
+        op: &'static str,
+        segment: u64,
+        #[source]
+        source: io::Error,
+    },
+    #[error(transparent)]
+    Corruption(#[from] ScanError),
+    #[error("the WAL refuses appends after a failed sync (segment {segment}): {reason}")]
+    Poisoned { segment: u64, reason: String },
+    #[error("a frame of {len} bytes does not fit a segment of {segment_size}")]
+    FrameTooLarge { len: usize, segment_size: usize },
+    #[error("not a frame: {0}")]
+    Frame(#[from] FrameError),
+}
+
+fn io_err(op: &'static str, segment: u64) -> impl FnOnce(io::Error) -> WalError {
+    move |source| WalError::Io {
+        op,
+        segment,
+        source,
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct WalOptions {
+    /// Bytes per segment, a multiple of the block.
+    pub segment_size: usize,
+    /// The writer's boot counter: greater than at every earlier open.
+    pub incarnation: u64,
+}
+
+/// A frame recovery returned: where it was and its bytes.
+#[derive(Debug)]
+pub struct RecoveredFrame {
+    pub at: Position,
+    pub bytes: AlignedVec,
+}
+
+/// What `Wal::open` found.
+#[derive(Debug)]
+pub struct Recovered {
+    pub frames: Vec<RecoveredFrame>,
+    /// Why the bytes after the last frame were cut, if any were there.
+    pub cut: Option<String>,
+}
+
+pub struct Wal<S: Storage> {
+    storage: S,
+    options: WalOptions,
+    /// The segment being written and the offset of the next frame in it.
+    segment: u64,
+    offset: usize,
+    /// The bytes of the block holding `offset`, up to `offset`.
+    tail: Vec<u8>,
+    /// Segments after the current one, ready to be written (recycled or new).
+    spare: Vec<u64>,
+    next_seq: u64,
+    poisoned: Option<String>,
+}
+
+impl<S: Storage> Wal<S> {
+    /// Recovers the WAL from `storage`: every valid frame, in order, and a
+    /// writer positioned after the last one.
+    pub fn open(mut storage: S, options: WalOptions) -> Result<(Wal<S>, Recovered), WalError> {
+        assert!(options.segment_size % BLOCK == 0 && options.segment_size > 0);
+        let mut indexes = storage.segments().map_err(io_err("list", 0))?;
+        if indexes.is_empty() {
+            storage
+                .prepare(0, options.segment_size)
+                .map_err(io_err("prepare", 0))?;
+            indexes.push(0);
+        }
+        let mut buffers = Vec::new();
+        for &index in &indexes {
+            buffers.push(storage.read(index).map_err(io_err("read", index))?);
+        }
+        let segments: Vec<SegmentBytes<'_>> = indexes
+            .iter()
+            .zip(&buffers)
+            .map(|(&index, bytes)| SegmentBytes { index, bytes })
+            .collect();
+        let found = scan(&segments)?;
+        let frames = found
+            .frames
+            .iter()
+            .map(|a| {
+                let mut bytes = AlignedVec::new();
+                bytes.extend_from_slice(a.frame.bytes);
+                RecoveredFrame { at: a.at, bytes }
+            })
+            .collect();
+        let end = found.end;
+        let at = indexes
+            .iter()
+            .position(|&i| i == end.segment)
+            .expect("end in a segment");
+        let block_start = end.offset / BLOCK * BLOCK;
+        let tail = buffers[at][block_start..end.offset].to_vec();
+        let wal = Wal {
+            storage,
+            options,
+            segment: end.segment,
+            offset: end.offset,
+            tail,
+            spare: indexes[at + 1..].to_vec(),
+            next_seq: found.next_seq.max(FIRST_WAL_SEQ),
+            poisoned: None,
+        };
+        let recovered = Recovered {
+            frames,
+            cut: found.cut,
+        };
+        Ok((wal, recovered))
+    }
+
+    /// The `wal_seq` the next frame will carry.
+    pub fn next_seq(&self) -> u64 {
+        self.next_seq
+    }
+
+    pub fn storage(&self) -> &S {
+        &self.storage
+    }
+
+    pub fn storage_mut(&mut self) -> &mut S {
+        &mut self.storage
+    }
+
+    pub fn into_storage(self) -> S {
+        self.storage
+    }
+
+    /// Appends `frames` (encoded, WAL fields zero) and makes them durable;
+    /// returns the `wal_seq` of the first. The frames are rewritten in place
+    /// with their WAL fields. On error nothing is known durable.
+    pub fn append(&mut self, frames: &mut [AlignedVec]) -> Result<u64, WalError> {
+        if let Some(reason) = &self.poisoned {
+            return Err(WalError::Poisoned {
+                segment: self.segment,
+                reason: reason.clone(),
+            });
+        }
+        let first = self.next_seq;
+        if frames.is_empty() {
+            return Ok(first);
+        }
+        // Every frame before this batch is durable: that is what they vouch.
+        let durable_upto = first;
+        let mut batch: Vec<u8> = std::mem::take(&mut self.tail);
+        let mut batch_start = self.offset / BLOCK * BLOCK;
+        for frame in frames.iter_mut() {
+            let len = frame.len();
+            if len > self.options.segment_size {
+                return Err(WalError::FrameTooLarge {
+                    len,
+                    segment_size: self.options.segment_size,
+                });
+            }
+            let wal = WalFields {
+                wal_seq: self.next_seq,
+                incarnation: self.options.incarnation,
+                durable_upto,
+            };
+            set_wal_fields(frame, wal)?;
+            if self.offset + len > self.options.segment_size {
+                // It does not fit: what is gathered goes to this segment,
+                // the frame starts the next one.
+                self.flush(batch_start, &batch)?;
+                self.next_segment()?;
+                batch = Vec::new();
+                batch_start = 0;
+            }
+            batch.extend_from_slice(frame);
+            self.offset += len;
+            self.next_seq += 1;
+        }
+        self.flush(batch_start, &batch)?;
+        let keep_from = (self.offset / BLOCK * BLOCK) - batch_start;
+        self.tail = batch[keep_from..].to_vec();
+        Ok(first)
+    }
+
+    /// Writes `bytes` (padded to whole blocks) at `start` and syncs.
+    fn flush(&mut self, start: usize, bytes: &[u8]) -> Result<(), WalError> {
+        if bytes.is_empty() {
+            return Ok(());
+        }
+        let mut block = AlignedVec::<BLOCK>::with_capacity(bytes.len().next_multiple_of(BLOCK));
+        block.extend_from_slice(bytes);
+        block.resize(bytes.len().next_multiple_of(BLOCK), 0);
+        let segment = self.segment;
+        self.storage
+            .write(segment, start, &block)
+            .map_err(io_err("write", segment))?;
+        if let Err(e) = self.storage.sync(segment) {
+            // The page cache may have dropped the dirty pages: retrying
+            // could report data durable that is not. Refuse from now on.
+            self.poisoned = Some(e.to_string());
+            return Err(WalError::Io {
+                op: "sync",
+                segment,
+                source: e,
+            });
+        }
+        Ok(())
+    }
+
+    /// Moves to the next segment: a spare one (recycled, stale bytes are
+    /// never read as frames: their `wal_seq` is not the next one) or a new one.
+    fn next_segment(&mut self) -> Result<(), WalError> {
+        let next = self.segment + 1;
+        if self.spare.first() == Some(&next) {
+            self.spare.remove(0);
+        } else {
+            self.storage
+                .prepare(next, self.options.segment_size)
+                .map_err(io_err("prepare", next))?;
+        }
+        self.segment = next;
+        self.offset = 0;
+        self.tail.clear();
+        Ok(())
+    }
+}
