@@ -1,5 +1,7 @@
 //! The `traft` command line.
 
+mod cli;
+
 use anyhow::{Context, Result};
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -23,6 +25,9 @@ enum Command {
     Bench(BenchArgs),
     /// Run the deterministic simulator over a range of seeds.
     Sim(SimArgs),
+    /// Inspect a WAL directory.
+    #[command(subcommand)]
+    Wal(cli::wal::WalCommand),
 }
 
 #[derive(clap::Args)]
@@ -92,6 +97,7 @@ fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Bench(args) => bench(args),
         Command::Sim(args) => sim(args),
+        Command::Wal(command) => cli::wal::run(command),
     }
 }
 

@@ -8,9 +8,8 @@ use crate::ids::LeaderId;
 use crate::TailBitmap;
 use hdrhistogram::Histogram;
 use rkyv::util::AlignedVec;
-use std::fs::{File, OpenOptions};
 use std::io;
-use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::os::unix::fs::FileExt;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -73,38 +72,6 @@ fn append_bytes(config: &FloorConfig) -> io::Result<AlignedVec<BLOCK>> {
     Ok(buf)
 }
 
-/// Writes zeros over the whole file and syncs it, so that appends overwrite
-/// allocated, written blocks (appending into unwritten space costs ~2.6×).
-fn prepare(path: &Path, size: u64) -> io::Result<()> {
-    let file = File::create(path)?;
-    let zeros = vec![0u8; 1 << 20];
-    let mut at = 0;
-    while at < size {
-        let len = zeros.len().min((size - at) as usize);
-        file.write_all_at(&zeros[..len], at)?;
-        at += len as u64;
-    }
-    file.sync_all()
-}
-
-fn open(path: &Path) -> io::Result<(File, bool)> {
-    match OpenOptions::new()
-        .write(true)
-        .custom_flags(libc::O_DIRECT)
-        .open(path)
-    {
-        Ok(file) => Ok((file, true)),
-        Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
-            tracing::warn!(
-                "O_DIRECT unsupported on {}: buffered writes",
-                path.display()
-            );
-            Ok((OpenOptions::new().write(true).open(path)?, false))
-        }
-        Err(e) => Err(e),
-    }
-}
-
 /// Runs the floor measurement in `dir`.
 pub fn run(dir: &Path, config: &FloorConfig) -> io::Result<FloorReport> {
     let path = dir.join("floor.dat");
@@ -113,8 +80,8 @@ pub fn run(dir: &Path, config: &FloorConfig) -> io::Result<FloorReport> {
         .file_size
         .max(buf.len() as u64 * 4)
         .next_multiple_of(BLOCK as u64);
-    prepare(&path, file_size)?;
-    let (file, direct_io) = open(&path)?;
+    crate::wal::file::zero_fill(&path, file_size)?;
+    let (file, direct_io) = crate::wal::file::open_for_writes(&path, true)?;
     let mut latency =
         Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).map_err(io::Error::other)?;
     let mut report = FloorReport {

@@ -2,10 +2,12 @@
 //! appends whole blocks and syncs, recovery that tells a torn tail from
 //! corruption.
 
+pub mod file;
 pub mod scan;
 pub mod storage;
 pub mod writer;
 
+pub use file::FileStorage;
 pub use scan::{scan, Accepted, Position, Scan, ScanError, SegmentBytes, FIRST_WAL_SEQ};
 pub use storage::{MemStorage, Storage, BLOCK};
 pub use writer::{Recovered, RecoveredFrame, Wal, WalError, WalOptions};

@@ -1,0 +1,3 @@
+//! Subcommands of the `traft` binary that have grown beyond a function.
+
+pub mod wal;

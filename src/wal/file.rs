@@ -1,0 +1,175 @@
+//! Segments as files in a directory, named `{index:016x}.wal`. Writes go
+//! through `O_DIRECT` when the filesystem allows it (with the reason logged
+//! when it does not), durability through `fdatasync`; creating, renaming and
+//! deleting a segment also syncs the directory.
+
+use super::storage::{Storage, BLOCK};
+use rkyv::util::AlignedVec;
+use std::collections::HashMap;
+use std::fs::{self, File, OpenOptions};
+use std::io::{self, Read};
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+const SUFFIX: &str = ".wal";
+
+pub struct FileStorage {
+    dir: PathBuf,
+    /// Ask for `O_DIRECT`.
+    direct: bool,
+    open: HashMap<u64, File>,
+}
+
+impl FileStorage {
+    /// Segments in `dir` (created if missing). `direct`: write with `O_DIRECT`
+    /// where the filesystem supports it.
+    pub fn new(dir: &Path, direct: bool) -> io::Result<FileStorage> {
+        fs::create_dir_all(dir)?;
+        Ok(FileStorage {
+            dir: dir.to_path_buf(),
+            direct,
+            open: HashMap::new(),
+        })
+    }
+
+    pub fn path(&self, index: u64) -> PathBuf {
+        self.dir.join(format!("{index:016x}{SUFFIX}"))
+    }
+
+    fn sync_dir(&self) -> io::Result<()> {
+        File::open(&self.dir)?.sync_all()
+    }
+
+    fn file(&mut self, index: u64) -> io::Result<&File> {
+        if !self.open.contains_key(&index) {
+            let (file, _) = open_for_writes(&self.path(index), self.direct)?;
+            self.open.insert(index, file);
+        }
+        Ok(&self.open[&index])
+    }
+}
+
+/// Opens `path` for writing, with `O_DIRECT` if asked and supported;
+/// returns whether it is direct.
+pub(crate) fn open_for_writes(path: &Path, direct: bool) -> io::Result<(File, bool)> {
+    if direct {
+        match OpenOptions::new()
+            .write(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(path)
+        {
+            Ok(file) => return Ok((file, true)),
+            Err(e) if e.raw_os_error() == Some(libc::EINVAL) => {
+                tracing::warn!(
+                    "O_DIRECT unsupported on {}: buffered writes and fdatasync",
+                    path.display()
+                );
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok((OpenOptions::new().write(true).open(path)?, false))
+}
+
+/// Writes `size` zero bytes to a new file at `path` and syncs it, so that
+/// later writes overwrite allocated, written blocks (writing into unwritten
+/// space costs ~2.6× here).
+pub(crate) fn zero_fill(path: &Path, size: u64) -> io::Result<()> {
+    let file = File::create(path)?;
+    let zeros = vec![0u8; 1 << 20];
+    let mut at = 0;
+    while at < size {
+        let len = zeros.len().min((size - at) as usize);
+        file.write_all_at(&zeros[..len], at)?;
+        at += len as u64;
+    }
+    file.sync_all()
+}
+
+impl Storage for FileStorage {
+    fn segments(&self) -> io::Result<Vec<u64>> {
+        let mut indexes = Vec::new();
+        for entry in fs::read_dir(&self.dir)? {
+            let name = entry?.file_name();
+            let Some(name) = name.to_str() else { continue };
+            if let Some(hex) = name.strip_suffix(SUFFIX) {
+                if let Ok(index) = u64::from_str_radix(hex, 16) {
+                    indexes.push(index);
+                }
+            }
+        }
+        indexes.sort_unstable();
+        Ok(indexes)
+    }
+
+    fn prepare(&mut self, index: u64, size: usize) -> io::Result<()> {
+        // Zeroed under a temporary name, so a crash never leaves a short
+        // segment under a real one.
+        let tmp = self.dir.join(format!("{index:016x}.tmp"));
+        zero_fill(&tmp, size as u64)?;
+        fs::rename(&tmp, self.path(index))?;
+        self.sync_dir()
+    }
+
+    fn rename(&mut self, from: u64, to: u64) -> io::Result<()> {
+        self.open.remove(&from);
+        fs::rename(self.path(from), self.path(to))?;
+        self.sync_dir()
+    }
+
+    fn remove(&mut self, index: u64) -> io::Result<()> {
+        self.open.remove(&index);
+        fs::remove_file(self.path(index))?;
+        self.sync_dir()
+    }
+
+    fn read(&self, index: u64) -> io::Result<AlignedVec<BLOCK>> {
+        let mut file = File::open(self.path(index))?;
+        let len = file.metadata()?.len() as usize;
+        let mut bytes = AlignedVec::<BLOCK>::with_capacity(len);
+        bytes.resize(len, 0);
+        file.read_exact(&mut bytes)?;
+        Ok(bytes)
+    }
+
+    fn write(&mut self, index: u64, offset: usize, bytes: &[u8]) -> io::Result<()> {
+        assert!(
+            offset % BLOCK == 0 && bytes.len() % BLOCK == 0,
+            "whole blocks"
+        );
+        assert!(
+            bytes.as_ptr() as usize % BLOCK == 0,
+            "a block-aligned buffer"
+        );
+        self.file(index)?.write_all_at(bytes, offset as u64)
+    }
+
+    fn sync(&mut self, index: u64) -> io::Result<()> {
+        self.file(index)?.sync_data()
+    }
+}
+
+/// Raises the boot counter kept in `dir/incarnation` and returns it: every
+/// open of the WAL writes with an incarnation greater than any before, so
+/// frames cut at one recovery can never come back after a later crash.
+pub fn next_incarnation(dir: &Path) -> io::Result<u64> {
+    let path = dir.join("incarnation");
+    let last = match fs::read_to_string(&path) {
+        Ok(text) => text.trim().parse::<u64>().map_err(|e| {
+            io::Error::new(
+                io::ErrorKind::InvalidData,
+                format!("{}: not a boot counter: {e}", path.display()),
+            )
+        })?,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
+        Err(e) => return Err(e),
+    };
+    let next = last + 1;
+    let tmp = dir.join("incarnation.tmp");
+    let file = File::create(&tmp)?;
+    file.write_all_at(format!("{next}\n").as_bytes(), 0)?;
+    file.sync_all()?;
+    fs::rename(&tmp, &path)?;
+    File::open(dir)?.sync_all()?;
+    Ok(next)
+}
