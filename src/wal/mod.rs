@@ -4,10 +4,12 @@
 
 pub mod file;
 pub mod scan;
+pub mod slot;
 pub mod storage;
 pub mod writer;
 
 pub use file::FileStorage;
 pub use scan::{scan, Accepted, Position, Scan, ScanError, SegmentBytes, FIRST_WAL_SEQ};
+pub use slot::{SlotFile, SlotRecord};
 pub use storage::{MemStorage, Storage, BLOCK};
 pub use writer::{Recovered, RecoveredFrame, Wal, WalError, WalOptions};
