@@ -46,6 +46,11 @@ fn run(seed: u64) {
             incarnation,
         };
         let (mut wal, recovered) = Wal::open(storage, options).expect("recovery");
+        assert!(
+            recovered.corruption.is_none(),
+            "seed {seed}: a power loss is never corruption: {:?}",
+            recovered.corruption
+        );
         let seqs: Vec<u64> = recovered
             .frames
             .iter()

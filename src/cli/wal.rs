@@ -69,7 +69,7 @@ fn with_scan<T>(dir: &Path, f: impl FnOnce(&wal::Scan<'_>) -> Result<T>) -> Resu
         .zip(&buffers)
         .map(|(&index, bytes)| wal::SegmentBytes { index, bytes })
         .collect();
-    let scan = wal::scan(&segments)?;
+    let scan = wal::scan(&segments);
     f(&scan)
 }
 
@@ -85,6 +85,9 @@ fn check(dir: &Path) -> Result<()> {
             "end: segment {} offset {}",
             scan.end.segment, scan.end.offset
         );
+        if let Some(corruption) = &scan.corruption {
+            bail!("{corruption}");
+        }
         if let Some(cut) = &scan.cut {
             println!("tail cut before new appends: {cut}");
         }
@@ -132,6 +135,19 @@ fn lsns(frame: &Frame<'_>) -> String {
                 format!("{first}..={last} ({})", b.records().len())
             }
             _ => String::new(),
+        },
+        FrameKind::Base => match frame.base() {
+            Ok(b) => format!(
+                "base of {:?}: keep {:?}, {} records",
+                b.committer.to_native(),
+                b.keep.view(),
+                b.records.len()
+            ),
+            Err(_) => String::new(),
+        },
+        FrameKind::Committed => match frame.committed() {
+            Ok(c) => format!("committed {:?}", c.committed.view()),
+            Err(_) => String::new(),
         },
     }
 }
@@ -181,6 +197,9 @@ fn append_loop(dir: &Path, segment_size: usize) -> Result<()> {
 
 fn verify(dir: &Path, acked_through: u64) -> Result<()> {
     with_scan(dir, |scan| {
+        if let Some(corruption) = &scan.corruption {
+            bail!("{corruption}");
+        }
         for a in &scan.frames {
             let seq = a.frame.header.wal.wal_seq;
             let want = encode(&content(seq))?;

@@ -27,6 +27,8 @@ pub const FRAME_PAYLOAD_MAX: usize = 64 << 20;
 pub enum FrameKind {
     Record = 1,
     RecordBatch = 2,
+    Base = 3,
+    Committed = 4,
 }
 
 impl FrameKind {
@@ -34,6 +36,8 @@ impl FrameKind {
         match value {
             1 => Some(FrameKind::Record),
             2 => Some(FrameKind::RecordBatch),
+            3 => Some(FrameKind::Base),
+            4 => Some(FrameKind::Committed),
             _ => None,
         }
     }

@@ -8,12 +8,14 @@
 //! input gives a [`FrameError`].
 
 mod header;
+mod log;
 mod record;
 
 pub use header::{
     FrameHeader, FrameKind, WalFields, FORMAT_VERSION, FRAME_ALIGN, FRAME_PAYLOAD_MAX, HEADER_LEN,
     MAGIC,
 };
+pub use log::{ArchivedBaseFrame, ArchivedCommittedFrame, BaseFrame, CommittedFrame};
 pub use record::{ArchivedRecord, ArchivedRecordBatch, Record, RecordBatch};
 
 use rkyv::api::high::{HighSerializer, HighValidator};
@@ -71,6 +73,14 @@ impl Payload for Record {
 
 impl Payload for RecordBatch {
     const KIND: FrameKind = FrameKind::RecordBatch;
+}
+
+impl Payload for BaseFrame {
+    const KIND: FrameKind = FrameKind::Base;
+}
+
+impl Payload for CommittedFrame {
+    const KIND: FrameKind = FrameKind::Committed;
 }
 
 /// Encodes `value` as one frame (WAL fields zero), in a buffer aligned for
@@ -151,6 +161,10 @@ impl<'a> Frame<'a> {
             FrameKind::RecordBatch => {
                 check::<ArchivedRecordBatch>(header.kind, payload).map(drop)?
             }
+            FrameKind::Base => check::<ArchivedBaseFrame>(header.kind, payload).map(drop)?,
+            FrameKind::Committed => {
+                check::<ArchivedCommittedFrame>(header.kind, payload).map(drop)?
+            }
         }
         Ok(Frame {
             header,
@@ -172,6 +186,20 @@ impl<'a> Frame<'a> {
         self.expect(FrameKind::RecordBatch)?;
         // SAFETY: as in `record`: validated by `decode` as this type.
         Ok(unsafe { rkyv::access_unchecked::<ArchivedRecordBatch>(self.payload) })
+    }
+
+    /// The payload as a base or merge frame.
+    pub fn base(&self) -> Result<&'a ArchivedBaseFrame, FrameError> {
+        self.expect(FrameKind::Base)?;
+        // SAFETY: as in `record`: validated by `decode` as this type.
+        Ok(unsafe { rkyv::access_unchecked::<ArchivedBaseFrame>(self.payload) })
+    }
+
+    /// The payload as a `committed` frame.
+    pub fn committed(&self) -> Result<&'a ArchivedCommittedFrame, FrameError> {
+        self.expect(FrameKind::Committed)?;
+        // SAFETY: as in `record`: validated by `decode` as this type.
+        Ok(unsafe { rkyv::access_unchecked::<ArchivedCommittedFrame>(self.payload) })
     }
 
     fn expect(&self, expected: FrameKind) -> Result<(), FrameError> {

@@ -2,6 +2,7 @@
 //! appends whole blocks and syncs, recovery that tells a torn tail from
 //! corruption.
 
+pub mod entry;
 pub mod file;
 pub mod scan;
 pub mod slot;

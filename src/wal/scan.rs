@@ -7,7 +7,9 @@
 //! frame. The first failure that does not continue ends the log. That end is
 //! corruption only if a valid frame further on says, through its
 //! `durable_upto`, that the failed frame was durable; otherwise the frames
-//! after it were never durable (a torn write) and are cut.
+//! after it were never durable (a torn write) and are cut. Frames of an
+//! older incarnation than the last accepted one vouch for nothing: they are
+//! what an earlier recovery cut, left beyond the end.
 
 use crate::frame::{Frame, FRAME_ALIGN, HEADER_LEN, MAGIC};
 use thiserror::Error;
@@ -49,6 +51,8 @@ pub struct Scan<'a> {
     /// Why the bytes at `end` were not a frame (a torn or never-written
     /// tail, cut before new appends), if the segments did not simply end.
     pub cut: Option<String>,
+    /// The end is corruption: a later frame says the failed one was durable.
+    pub corruption: Option<ScanError>,
 }
 
 #[derive(Debug, Error, Clone, PartialEq, Eq)]
@@ -68,7 +72,7 @@ pub enum ScanError {
 }
 
 /// Reads `segments` (in index order) as recovery does.
-pub fn scan<'a>(segments: &[SegmentBytes<'a>]) -> Result<Scan<'a>, ScanError> {
+pub fn scan<'a>(segments: &[SegmentBytes<'a>]) -> Scan<'a> {
     for s in segments {
         assert!(
             s.bytes.is_empty() || s.bytes.as_ptr() as usize % FRAME_ALIGN == 0,
@@ -84,6 +88,7 @@ pub fn scan<'a>(segments: &[SegmentBytes<'a>]) -> Result<Scan<'a>, ScanError> {
         next_seq: FIRST_WAL_SEQ,
         incarnation: 0,
         cut: None,
+        corruption: None,
     };
     let mut started = false;
     'segments: for (i, segment) in segments.iter().enumerate() {
@@ -130,8 +135,9 @@ pub fn scan<'a>(segments: &[SegmentBytes<'a>]) -> Result<Scan<'a>, ScanError> {
         }
     }
     if let Some(reason) = &scan.cut {
-        if let Some((vouched_by, durable_upto)) = voucher(segments, scan.end, scan.next_seq) {
-            return Err(ScanError::Corruption {
+        let found = voucher(segments, scan.end, scan.next_seq, scan.incarnation);
+        if let Some((vouched_by, durable_upto)) = found {
+            scan.corruption = Some(ScanError::Corruption {
                 at: scan.end,
                 seq: scan.next_seq,
                 reason: reason.clone(),
@@ -140,7 +146,7 @@ pub fn scan<'a>(segments: &[SegmentBytes<'a>]) -> Result<Scan<'a>, ScanError> {
             });
         }
     }
-    Ok(scan)
+    scan
 }
 
 /// The frame at `offset`, if it is valid and is the one expected next.
@@ -166,8 +172,14 @@ fn accept(
     Ok(frame)
 }
 
-/// A valid frame after `end` whose `durable_upto` covers frame `seq`.
-fn voucher(segments: &[SegmentBytes<'_>], end: Position, seq: u64) -> Option<(Position, u64)> {
+/// A valid frame after `end`, of incarnation `incarnation` or later, whose
+/// `durable_upto` covers frame `seq`.
+fn voucher(
+    segments: &[SegmentBytes<'_>],
+    end: Position,
+    seq: u64,
+    incarnation: u64,
+) -> Option<(Position, u64)> {
     for segment in segments.iter().filter(|s| s.index >= end.segment) {
         let from = if segment.index == end.segment {
             end.offset + FRAME_ALIGN
@@ -180,7 +192,8 @@ fn voucher(segments: &[SegmentBytes<'_>], end: Position, seq: u64) -> Option<(Po
             if segment.bytes[offset..offset + 4] == MAGIC {
                 if let Ok(frame) = Frame::decode(&segment.bytes[offset..]) {
                     let wal = frame.header.wal;
-                    if wal.wal_seq > seq && wal.durable_upto > seq {
+                    let current = wal.incarnation >= incarnation;
+                    if current && wal.wal_seq > seq && wal.durable_upto > seq {
                         let at = Position {
                             segment: segment.index,
                             offset,
@@ -251,7 +264,7 @@ mod tests {
                 bytes: &b,
             },
         ];
-        let scan = scan(&segs).unwrap();
+        let scan = scan(&segs);
         assert_eq!(seqs(&scan), [1, 2, 3, 4, 5]);
         assert_eq!(scan.next_seq, 6);
         assert_eq!(scan.end.segment, 1);
@@ -270,7 +283,7 @@ mod tests {
                 index: 0,
                 bytes: &bytes,
             }];
-            let scan = scan(&segs).unwrap();
+            let scan = scan(&segs);
             assert_eq!(seqs(&scan), [1, 2], "cut at {cut}");
             assert_eq!(scan.end.offset, last);
         }
@@ -285,8 +298,10 @@ mod tests {
             index: 3,
             bytes: &bytes,
         }];
-        match scan(&segs) {
-            Err(ScanError::Corruption { at, seq, .. }) => {
+        let found = scan(&segs);
+        assert_eq!(seqs(&found), [1], "the frames before the damage");
+        match found.corruption {
+            Some(ScanError::Corruption { at, seq, .. }) => {
                 assert_eq!(
                     at,
                     Position {
@@ -310,7 +325,7 @@ mod tests {
             index: 0,
             bytes: &bytes,
         }];
-        let scan = scan(&segs).unwrap();
+        let scan = scan(&segs);
         assert_eq!(seqs(&scan), [1, 2]);
         assert_eq!(scan.end.offset, starts[2]);
     }
@@ -336,7 +351,7 @@ mod tests {
                 bytes: &recycled,
             },
         ];
-        let scan = scan(&segs).unwrap();
+        let scan = scan(&segs);
         assert_eq!(seqs(&scan), [8, 9, 10, 11]);
         assert_eq!(scan.next_seq, 12);
     }
@@ -348,7 +363,7 @@ mod tests {
             index: 0,
             bytes: &bytes,
         }];
-        let scan = scan(&segs).unwrap();
+        let scan = scan(&segs);
         assert_eq!(seqs(&scan), [1, 2]);
         assert_eq!(scan.end.offset, starts[2]);
         assert!(scan.cut.unwrap().contains("incarnation"));
@@ -361,7 +376,7 @@ mod tests {
             index: 0,
             bytes: &bytes,
         }];
-        assert_eq!(seqs(&scan(&segs).unwrap()), [1, 2]);
+        assert_eq!(seqs(&scan(&segs)), [1, 2]);
     }
 
     #[test]
@@ -370,8 +385,7 @@ mod tests {
         let scan = scan(&[SegmentBytes {
             index: 0,
             bytes: &zeros,
-        }])
-        .unwrap();
+        }]);
         assert!(scan.frames.is_empty());
         assert_eq!(scan.next_seq, FIRST_WAL_SEQ);
     }

@@ -19,8 +19,6 @@ pub enum WalError {
         #[source]
         source: io::Error,
     },
-    #[error(transparent)]
-    Corruption(#[from] ScanError),
     #[error("the WAL refuses appends after a failed sync (segment {segment}): {reason}")]
     Poisoned { segment: u64, reason: String },
     #[error("a frame of {len} bytes does not fit a segment of {segment_size}")]
@@ -58,6 +56,9 @@ pub struct Recovered {
     pub frames: Vec<RecoveredFrame>,
     /// Why the bytes after the last frame were cut, if any were there.
     pub cut: Option<String>,
+    /// Recovery found corruption there: the frames end before it, and the
+    /// replica must not vote until a newer leader's base (DESIGN.md §3.1).
+    pub corruption: Option<ScanError>,
 }
 
 pub struct Wal<S: Storage> {
@@ -95,7 +96,7 @@ impl<S: Storage> Wal<S> {
             .zip(&buffers)
             .map(|(&index, bytes)| SegmentBytes { index, bytes })
             .collect();
-        let found = scan(&segments)?;
+        let found = scan(&segments);
         let frames = found
             .frames
             .iter()
@@ -125,6 +126,7 @@ impl<S: Storage> Wal<S> {
         let recovered = Recovered {
             frames,
             cut: found.cut,
+            corruption: found.corruption,
         };
         Ok((wal, recovered))
     }
