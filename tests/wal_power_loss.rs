@@ -44,6 +44,7 @@ fn run(seed: u64) {
         let options = WalOptions {
             segment_size,
             incarnation,
+            rules: Default::default(),
         };
         let (mut wal, recovered) = Wal::open(storage, options).expect("recovery");
         assert!(

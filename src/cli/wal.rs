@@ -172,6 +172,7 @@ fn append_loop(dir: &Path, segment_size: usize) -> Result<()> {
     let options = WalOptions {
         segment_size,
         incarnation,
+        rules: Default::default(),
     };
     let (mut wal, recovered) = Wal::open(storage, options)?;
     let mut out = std::io::stdout().lock();

@@ -66,6 +66,17 @@ pub struct Mutations {
     /// N5b: a refused leader campaigns again at once, without the random
     /// delay in which a greater committer could be reported.
     pub reelect_at_once: bool,
+    /// S3b: recovery replays a base frame as an insert.
+    pub base_as_insert: bool,
+    /// R1a: recovery takes the slot's committer copy when it is greater than
+    /// the newest base frame's.
+    pub slot_committer_wins: bool,
+    /// R1b: recovery takes the vote from the slot alone.
+    pub vote_from_slot_alone: bool,
+    /// N3: the slot is not rewritten when recovery raised the vote.
+    pub no_slot_rewrite: bool,
+    /// N6: slot writes are pipelined instead of one at a time.
+    pub pipeline_slot_writes: bool,
     /// Classic Raft's one vote per term instead of greater-or-equal voting.
     /// Not a mutant: the baseline the "less conflict" measurement compares to.
     pub classic_vote: bool,
@@ -208,6 +219,31 @@ pub const MUTANTS: &[(&str, &str, &str)] = &[
         "reelect-at-once",
         "a refused leader waits a random delay in [0, T_min/2) before campaigning again",
     ),
+    (
+        "S3b",
+        "base-as-insert",
+        "recovery replays a base or merge frame as the whole log, never as an insert",
+    ),
+    (
+        "R1a",
+        "slot-committer-wins",
+        "committer is durable only through base and merge frames",
+    ),
+    (
+        "R1b",
+        "vote-from-slot-alone",
+        "recovery sets vote := max(slot vote, committer)",
+    ),
+    (
+        "N3",
+        "no-slot-rewrite",
+        "recovery that raised the vote writes the slot before answering anything",
+    ),
+    (
+        "N6",
+        "pipeline-slot-writes",
+        "at most one slot write in flight; later changes coalesce into the next",
+    ),
 ];
 
 impl Mutations {
@@ -258,6 +294,11 @@ impl Mutations {
             "N5a" => m.reelect_without_settling = true,
             "N1" => m.report_pending_pair = true,
             "N5b" => m.reelect_at_once = true,
+            "S3b" => m.base_as_insert = true,
+            "R1a" => m.slot_committer_wins = true,
+            "R1b" => m.vote_from_slot_alone = true,
+            "N3" => m.no_slot_rewrite = true,
+            "N6" => m.pipeline_slot_writes = true,
             _ => return None,
         }
         Some(m)

@@ -205,6 +205,9 @@ pub struct Replica<C: Conflicts> {
     pub(super) reads_out: BTreeMap<ProposalId, CommandClass>,
     /// Counts base and merge frames made durable: the log only grows between.
     pub(super) log_epoch: u64,
+    /// The N3 mutant writes the slot only when `(vote, committer)` moves
+    /// away from this, never to catch up with what recovery raised.
+    pub(super) slot_seen: (LeaderId, LeaderId),
 }
 
 impl<C: Conflicts> Replica<C> {
@@ -220,6 +223,22 @@ impl<C: Conflicts> Replica<C> {
         now: Nanos,
         seed: u64,
     ) -> Self {
+        let mutations = Mutations::default();
+        Self::recover(id, config, params, conflicts, durable, now, seed, mutations)
+    }
+
+    /// `new` with rules removed from recovery itself (tests only).
+    #[allow(clippy::too_many_arguments)]
+    pub fn recover(
+        id: NodeId,
+        config: Config,
+        params: Params,
+        conflicts: C,
+        durable: Durable,
+        now: Nanos,
+        seed: u64,
+        mutations: Mutations,
+    ) -> Self {
         let mut replica = Replica {
             id,
             params,
@@ -228,7 +247,7 @@ impl<C: Conflicts> Replica<C> {
             now,
             rng: Rng::new(seed ^ id.wrapping_mul(0x9e37_79b9_7f4a_7c15)),
             out: Vec::new(),
-            mutations: Mutations::default(),
+            mutations,
             vote: LeaderId::ZERO,
             slot: SlotState::default(),
             slot_in_flight: None,
@@ -256,6 +275,7 @@ impl<C: Conflicts> Replica<C> {
             reads: Vec::new(),
             reads_out: BTreeMap::new(),
             log_epoch: 0,
+            slot_seen: (LeaderId::ZERO, LeaderId::ZERO),
         };
         if let Some(slot) = durable.slot {
             replica.slot = slot;
@@ -272,10 +292,15 @@ impl<C: Conflicts> Replica<C> {
         }
         if !base_seen {
             replica.committer = replica.slot.committer;
+        } else if replica.mutations.slot_committer_wins {
+            replica.committer = replica.committer.max(replica.slot.committer);
         }
         replica.committed = replica.durable_committed.clone();
         // I2 across recoveries: the vote never falls below the committer.
-        replica.vote = replica.vote.max(replica.committer);
+        if !replica.mutations.vote_from_slot_alone {
+            replica.vote = replica.vote.max(replica.committer);
+        }
+        replica.slot_seen = (replica.vote, replica.committer);
         replica.hold_answers =
             replica.vote != replica.slot.vote || replica.committer != replica.slot.committer;
         replica.max_term_seen = replica.vote.term.max(replica.committer.term);
@@ -609,7 +634,9 @@ impl<C: Conflicts> Replica<C> {
                     committer >= self.committer,
                     "committer never decreases (I2)"
                 );
-                self.log.retain(|lsn, _| keep.contains(*lsn));
+                if !self.mutations.base_as_insert {
+                    self.log.retain(|lsn, _| keep.contains(*lsn));
+                }
                 for r in records {
                     self.log.insert(r.lsn, r);
                 }
@@ -654,12 +681,21 @@ impl<C: Conflicts> Replica<C> {
     }
 
     fn poll_slot(&mut self) {
-        if self.slot_in_flight.is_some() {
-            return; // at most one in flight; later changes coalesce into the next
+        let latest = match self.slot_in_flight {
+            // At most one in flight; later changes coalesce into the next.
+            Some(_) if !self.mutations.pipeline_slot_writes => return,
+            Some(in_flight) => in_flight,
+            None => self.slot,
+        };
+        if self.mutations.no_slot_rewrite {
+            if (self.vote, self.committer) == self.slot_seen {
+                return;
+            }
+            self.slot_seen = (self.vote, self.committer);
         }
-        if self.vote != self.slot.vote || self.committer != self.slot.committer {
+        if self.vote != latest.vote || self.committer != latest.committer {
             let slot = SlotState {
-                generation: self.slot.generation + 1,
+                generation: latest.generation + 1,
                 vote: self.vote,
                 committer: self.committer,
             };

@@ -18,9 +18,17 @@ pub struct Disk {
 }
 
 impl Disk {
-    pub fn write_slot(&mut self, slot: SlotState) {
-        assert!(self.slot_in_flight.is_none(), "one slot write at a time");
+    /// Starts a slot write. A second one while the first is in flight
+    /// could tear both (N6): that is refused as a violation.
+    pub fn write_slot(&mut self, slot: SlotState) -> Result<(), String> {
+        if let Some(in_flight) = self.slot_in_flight {
+            return Err(format!(
+                "two slot writes in flight (generations {} and {})",
+                in_flight.generation, slot.generation
+            ));
+        }
         self.slot_in_flight = Some(slot);
+        Ok(())
     }
 
     pub fn append(&mut self, id: WriteId, entry: WalEntry) {

@@ -664,7 +664,9 @@ impl Sim {
             }
             Output::WriteSlot(slot) => {
                 let n = self.nodes.get_mut(&node).expect("node");
-                n.disk.write_slot(slot);
+                n.disk
+                    .write_slot(slot)
+                    .map_err(|e| format!("node {node}: {e}"))?;
                 let at = self.now + self.disk_delay();
                 self.schedule(
                     at,

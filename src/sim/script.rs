@@ -408,11 +408,15 @@ impl Script {
                 self.pool.push(m);
             }
             Output::WriteSlot(slot) => {
-                self.nodes
+                let written = self
+                    .nodes
                     .get_mut(&node)
                     .expect("node")
                     .disk
                     .write_slot(slot);
+                if let Err(e) = written {
+                    self.fail(format!("node {node}: {e}"));
+                }
                 if self.auto_disk && !self.slow_disks.contains(&node) {
                     self.complete_slot(node);
                 }

@@ -10,7 +10,9 @@ pub mod storage;
 pub mod writer;
 
 pub use file::FileStorage;
-pub use scan::{scan, Accepted, Position, Scan, ScanError, SegmentBytes, FIRST_WAL_SEQ};
+pub use scan::{
+    scan, scan_with, Accepted, Position, Scan, ScanError, ScanRules, SegmentBytes, FIRST_WAL_SEQ,
+};
 pub use slot::{SlotFile, SlotRecord};
 pub use storage::{MemStorage, Storage, BLOCK};
 pub use writer::{Recovered, RecoveredFrame, Wal, WalError, WalOptions};

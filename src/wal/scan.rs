@@ -71,8 +71,35 @@ pub enum ScanError {
     },
 }
 
+/// Recovery's rules, each removable for tests (SCENARIOS.md §4).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ScanRules {
+    /// R2a: a frame is accepted only with exactly the next `wal_seq`.
+    pub next_seq: bool,
+    /// N0: a frame is accepted only with an incarnation not below the
+    /// previous frame's.
+    pub incarnation: bool,
+    /// R2b: a failed frame is corruption only if a later one vouches for it.
+    pub vouched_only: bool,
+}
+
+impl Default for ScanRules {
+    fn default() -> Self {
+        ScanRules {
+            next_seq: true,
+            incarnation: true,
+            vouched_only: true,
+        }
+    }
+}
+
 /// Reads `segments` (in index order) as recovery does.
 pub fn scan<'a>(segments: &[SegmentBytes<'a>]) -> Scan<'a> {
+    scan_with(segments, ScanRules::default())
+}
+
+/// `scan` with some rules removed (tests only).
+pub fn scan_with<'a>(segments: &[SegmentBytes<'a>], rules: ScanRules) -> Scan<'a> {
     for s in segments {
         assert!(
             s.bytes.is_empty() || s.bytes.as_ptr() as usize % FRAME_ALIGN == 0,
@@ -99,6 +126,7 @@ pub fn scan<'a>(segments: &[SegmentBytes<'a>]) -> Scan<'a> {
                 offset,
                 started.then_some(scan.next_seq),
                 scan.incarnation,
+                rules,
             ) {
                 Ok(frame) => {
                     scan.next_seq = frame.header.wal.wal_seq + 1;
@@ -120,8 +148,9 @@ pub fn scan<'a>(segments: &[SegmentBytes<'a>]) -> Scan<'a> {
                 Err(reason) => {
                     let next = segments.get(i + 1);
                     let expected = started.then_some(scan.next_seq);
-                    if next.is_some_and(|n| accept(n.bytes, 0, expected, scan.incarnation).is_ok())
-                    {
+                    if next.is_some_and(|n| {
+                        accept(n.bytes, 0, expected, scan.incarnation, rules).is_ok()
+                    }) {
                         continue 'segments; // the writer moved on to the next segment here
                     }
                     scan.end = Position {
@@ -135,7 +164,7 @@ pub fn scan<'a>(segments: &[SegmentBytes<'a>]) -> Scan<'a> {
         }
     }
     if let Some(reason) = &scan.cut {
-        let found = voucher(segments, scan.end, scan.next_seq, scan.incarnation);
+        let found = voucher(segments, scan.end, scan.next_seq, scan.incarnation, rules);
         if let Some((vouched_by, durable_upto)) = found {
             scan.corruption = Some(ScanError::Corruption {
                 at: scan.end,
@@ -155,15 +184,16 @@ fn accept(
     offset: usize,
     expected_seq: Option<u64>,
     min_incarnation: u64,
+    rules: ScanRules,
 ) -> Result<Frame<'_>, String> {
     let frame = Frame::decode(bytes.get(offset..).unwrap_or(&[])).map_err(|e| e.to_string())?;
     let wal = frame.header.wal;
-    if let Some(seq) = expected_seq {
+    if let Some(seq) = expected_seq.filter(|_| rules.next_seq) {
         if wal.wal_seq != seq {
             return Err(format!("wal_seq {} where {seq} was next", wal.wal_seq));
         }
     }
-    if wal.incarnation < min_incarnation {
+    if wal.incarnation < min_incarnation && rules.incarnation {
         return Err(format!(
             "incarnation {} below the previous frame's {min_incarnation}",
             wal.incarnation
@@ -179,6 +209,7 @@ fn voucher(
     end: Position,
     seq: u64,
     incarnation: u64,
+    rules: ScanRules,
 ) -> Option<(Position, u64)> {
     for segment in segments.iter().filter(|s| s.index >= end.segment) {
         let from = if segment.index == end.segment {
@@ -193,7 +224,8 @@ fn voucher(
                 if let Ok(frame) = Frame::decode(&segment.bytes[offset..]) {
                     let wal = frame.header.wal;
                     let current = wal.incarnation >= incarnation;
-                    if current && wal.wal_seq > seq && wal.durable_upto > seq {
+                    let vouches = wal.durable_upto > seq || !rules.vouched_only;
+                    if current && wal.wal_seq > seq && vouches {
                         let at = Position {
                             segment: segment.index,
                             offset,

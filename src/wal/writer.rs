@@ -3,7 +3,7 @@
 //! memory and written again with the next append. After a failed sync it
 //! refuses every further append: nothing may pretend that data is durable.
 
-use super::scan::{scan, Position, ScanError, SegmentBytes, FIRST_WAL_SEQ};
+use super::scan::{scan_with, Position, ScanError, ScanRules, SegmentBytes, FIRST_WAL_SEQ};
 use super::storage::{Storage, BLOCK};
 use crate::frame::{set_wal_fields, FrameError, WalFields};
 use rkyv::util::AlignedVec;
@@ -41,6 +41,8 @@ pub struct WalOptions {
     pub segment_size: usize,
     /// The writer's boot counter: greater than at every earlier open.
     pub incarnation: u64,
+    /// Recovery's rules; all on except in tests that remove one.
+    pub rules: ScanRules,
 }
 
 /// A frame recovery returned: where it was and its bytes.
@@ -96,7 +98,7 @@ impl<S: Storage> Wal<S> {
             .zip(&buffers)
             .map(|(&index, bytes)| SegmentBytes { index, bytes })
             .collect();
-        let found = scan(&segments);
+        let found = scan_with(&segments, options.rules);
         let frames = found
             .frames
             .iter()

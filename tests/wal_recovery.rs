@@ -1,0 +1,476 @@
+//! SCENARIOS.md §4, WAL and recovery: each row as a test that passes with
+//! the rule and shows the failure with the rule removed. The WAL rows run
+//! through the real writer and recovery scan over in-memory storage; the
+//! recovery rows feed what the WAL returns to the core.
+
+use rkyv::util::AlignedVec;
+use traft::core::{
+    Config, Durable, Input, Message, Mutations, Output, Replica, SlotState, WalEntry,
+};
+use traft::frame::{set_wal_fields, Frame, Record, WalFields, HEADER_LEN};
+use traft::sim::kv::KvConflicts;
+use traft::sim::script::Script;
+use traft::wal::{entry, scan_with, slot, MemStorage, ScanRules, SegmentBytes, Wal, WalOptions};
+use traft::{LeaderId, TailBitmap};
+
+const M: LeaderId = LeaderId { term: 1, node: 1 };
+const K: LeaderId = LeaderId { term: 2, node: 3 };
+
+fn records(author: LeaderId, lsns: std::ops::RangeInclusive<u64>, cmd_len: usize) -> Vec<Record> {
+    lsns.map(|lsn| Record {
+        author,
+        lsn,
+        cmd: vec![lsn as u8; cmd_len],
+        deps: Default::default(),
+    })
+    .collect()
+}
+
+fn base(committer: LeaderId, keep: TailBitmap, records: Vec<Record>) -> WalEntry {
+    WalEntry::Base {
+        committer,
+        committed: keep.clone(),
+        keep,
+        records,
+    }
+}
+
+fn batch(committer: LeaderId, records: Vec<Record>) -> WalEntry {
+    WalEntry::Records { committer, records }
+}
+
+fn options(incarnation: u64, rules: ScanRules) -> WalOptions {
+    WalOptions {
+        segment_size: 64 * 1024,
+        incarnation,
+        rules,
+    }
+}
+
+/// Recovers `storage` and returns the storage and the entries found.
+fn recover(
+    storage: MemStorage,
+    incarnation: u64,
+    rules: ScanRules,
+) -> (MemStorage, Vec<WalEntry>, bool) {
+    let (wal, recovered) = Wal::open(storage, options(incarnation, rules)).expect("open");
+    let frames = recovered
+        .frames
+        .iter()
+        .map(|f| Frame::decode(&f.bytes).expect("valid"));
+    let entries = entry::decode(frames, LeaderId::ZERO).expect("entries");
+    (wal.into_storage(), entries, recovered.corruption.is_some())
+}
+
+fn replica(durable: Durable, mutations: Mutations) -> Replica<KvConflicts> {
+    let config = Config::uniform(1..=5).expect("config");
+    Replica::recover(
+        2,
+        config,
+        Script::params(),
+        KvConflicts,
+        durable,
+        0,
+        1,
+        mutations,
+    )
+}
+
+fn durable(slot: Option<SlotState>, wal: Vec<WalEntry>) -> Durable {
+    Durable {
+        slot,
+        wal,
+        corrupted: false,
+    }
+}
+
+fn slot(generation: u64, vote: LeaderId, committer: LeaderId) -> Option<SlotState> {
+    Some(SlotState {
+        generation,
+        vote,
+        committer,
+    })
+}
+
+fn holds_m_after(replica: &Replica<KvConflicts>, from: u64) -> bool {
+    replica.log().range(from..).any(|(_, r)| r.author == M)
+}
+
+/// S3b: B holds M's uncommitted 5..=9; K's base frame (base ≤ 4) drops them.
+/// Recovery replays the base frame as the whole log; the mutant replays it
+/// as an insert and M's records come back under committer K.
+fn s3b(mutations: Mutations) -> Replica<KvConflicts> {
+    let mut wal = Wal::open(MemStorage::default(), options(1, ScanRules::default()))
+        .expect("open")
+        .0;
+    for e in [
+        base(M, TailBitmap::new(), records(M, 0..=4, 8)),
+        batch(M, records(M, 5..=9, 8)),
+        base(K, TailBitmap::prefix(5), Vec::new()),
+    ] {
+        wal.append(&mut [entry::encode(&e).unwrap()]).unwrap();
+    }
+    let (_, entries, _) = recover(wal.into_storage(), 2, ScanRules::default());
+    replica(durable(slot(1, K, K), entries), mutations)
+}
+
+#[test]
+fn s3b_base_frame_replays_as_the_whole_log() {
+    let r = s3b(Mutations::default());
+    assert_eq!(r.committer(), K);
+    assert!(!holds_m_after(&r, 5));
+}
+
+#[test]
+fn s3b_mutant_replaying_as_insert_brings_dropped_records_back() {
+    let r = s3b(Mutations {
+        base_as_insert: true,
+        ..Default::default()
+    });
+    assert!(holds_m_after(&r, 5), "M's 5..=9 under committer K (P1)");
+}
+
+/// R1a: B (log ≤ 4 under M) issued the slot write {K, K} and K's base
+/// frame; the slot landed, the frame did not. `committer` is durable only
+/// through base frames: recovery says M. The mutant takes K, claiming K's
+/// log while lacking K's base record 5.
+fn r1a(mutations: Mutations) -> Replica<KvConflicts> {
+    let wal = vec![base(M, TailBitmap::new(), records(M, 0..=4, 8))];
+    replica(durable(slot(3, K, K), wal), mutations)
+}
+
+#[test]
+fn r1a_committer_comes_from_the_frame() {
+    assert_eq!(r1a(Mutations::default()).committer(), M);
+}
+
+#[test]
+fn r1a_mutant_trusting_the_slot_copy_claims_a_log_it_lacks() {
+    let r = r1a(Mutations {
+        slot_committer_wins: true,
+        ..Default::default()
+    });
+    assert_eq!(r.committer(), K);
+    assert!(
+        !r.accepted().contains(5),
+        "committer K without K's base (P2)"
+    );
+}
+
+/// R1b and N3: F adopted c = K from a base forward; the frame is durable,
+/// the slot write (old vote M) is not. Recovery sets vote := max(slot vote,
+/// committer) and writes the slot before answering anything.
+fn adopted(mutations: Mutations) -> (Replica<KvConflicts>, Vec<Output>) {
+    let wal = vec![
+        base(M, TailBitmap::new(), records(M, 0..=4, 8)),
+        base(K, TailBitmap::prefix(5), Vec::new()),
+    ];
+    let mut r = replica(durable(slot(1, M, M), wal), mutations);
+    let start = r.step(Input::Tick { now: 0 });
+    (r, start)
+}
+
+#[test]
+fn r1b_vote_is_raised_to_the_committer() {
+    let (r, _) = adopted(Mutations::default());
+    assert!(r.vote() >= r.committer());
+}
+
+#[test]
+fn r1b_mutant_taking_the_slot_vote_breaks_i2() {
+    let (r, _) = adopted(Mutations {
+        vote_from_slot_alone: true,
+        ..Default::default()
+    });
+    assert!(r.vote() < r.committer(), "I2 broken");
+}
+
+/// N3 continued: K's next forward carries `c == vote`, so nothing else
+/// would write the slot; an ack waits for a durable slot with vote ≥ K.
+fn n3(mutations: Mutations) -> bool {
+    let mut out = Vec::new();
+    let (mut r, start) = adopted(mutations);
+    for o in start {
+        if let Output::WriteSlot(s) = o {
+            out.extend(r.step(Input::SlotDurable {
+                generation: s.generation,
+            }));
+        }
+    }
+    let forward = traft::core::LogForward {
+        leader: K,
+        seq: 1,
+        base: None,
+        records: records(K, 5..=5, 8),
+        committed: TailBitmap::prefix(5),
+        transfer_to: None,
+    };
+    out.extend(r.step(Input::Receive {
+        from: K.node,
+        msg: Message::Forward(forward),
+    }));
+    let writes: Vec<u64> = out
+        .iter()
+        .filter_map(|o| match o {
+            Output::AppendWal { id, .. } => Some(*id),
+            _ => None,
+        })
+        .collect();
+    let mut after = Vec::new();
+    if let Some(last) = writes.last() {
+        after = r.step(Input::WalDurable { upto: last + 1 });
+    }
+    out.extend(after);
+    out.iter()
+        .any(|o| matches!(o, Output::Send { msg: Message::Ack { leader, .. }, .. } if *leader == K))
+}
+
+#[test]
+fn n3_recovery_rewrites_the_slot_and_acks() {
+    assert!(n3(Mutations::default()), "F acks K");
+}
+
+#[test]
+fn n3_mutant_never_rewriting_the_slot_never_acks() {
+    assert!(!n3(Mutations {
+        no_slot_rewrite: true,
+        ..Default::default()
+    }));
+}
+
+/// N6: F grants (5,B) (slot generation 1, durable), then grants (6,C) and
+/// (7,D) in quick succession. A crash tears every slot write in flight. With one in flight the durable (5,B) survives; the
+/// mutant pipelines two, tearing both blocks: the vote falls below (5,B).
+fn n6(mutations: Mutations) -> LeaderId {
+    let config = Config::uniform(1..=5).expect("config");
+    let params = Script::params();
+    let late = params.t_min + params.drift_allowance + 1;
+    let mut r = Replica::recover(
+        5,
+        config,
+        params,
+        KvConflicts,
+        Durable::default(),
+        0,
+        1,
+        mutations,
+    );
+    r.step(Input::Tick { now: late });
+    let mut in_flight: Vec<SlotState> = Vec::new();
+    let mut image = vec![0u8; 2 * traft::wal::BLOCK];
+    for (i, term) in [5u64, 6, 7].into_iter().enumerate() {
+        let candidate = LeaderId::new(term, 2 + i as u64);
+        let out = r.step(Input::Receive {
+            from: candidate.node,
+            msg: Message::ElectReq {
+                candidate,
+                committer: LeaderId::ZERO,
+                accepted: TailBitmap::new(),
+                transfer_from: None,
+            },
+        });
+        for o in out {
+            if let Output::WriteSlot(s) = o {
+                in_flight.push(s);
+            }
+        }
+        if term == 5 {
+            // The first write lands: (5,B) is durable and its grant is sent.
+            let s = in_flight.pop().expect("a slot write");
+            let at = slot::offset(s.generation);
+            let record = traft::wal::SlotRecord {
+                state: s,
+                incarnation: 1,
+            };
+            image[at..at + traft::wal::BLOCK].copy_from_slice(&slot::encode(&record));
+            r.step(Input::SlotDurable {
+                generation: s.generation,
+            });
+        }
+    }
+    // Power loss: every write in flight is torn.
+    for s in in_flight {
+        let at = slot::offset(s.generation);
+        let record = traft::wal::SlotRecord {
+            state: s,
+            incarnation: 1,
+        };
+        image[at..at + 24].copy_from_slice(&slot::encode(&record)[..24]);
+    }
+    slot::decode(&image).map_or(LeaderId::ZERO, |r| r.state.vote)
+}
+
+#[test]
+fn n6_one_slot_write_in_flight_keeps_the_granted_vote() {
+    assert!(n6(Mutations::default()) >= LeaderId::new(5, 2));
+}
+
+#[test]
+fn n6_mutant_pipelining_slot_writes_loses_the_granted_vote() {
+    let vote = n6(Mutations {
+        pipeline_slot_writes: true,
+        ..Default::default()
+    });
+    assert!(vote < LeaderId::new(5, 2), "vote fell to {vote:?}");
+}
+
+/// Frames with chosen WAL fields, packed into one segment image.
+fn image(frames: &[(WalEntry, WalFields)], size: usize) -> AlignedVec {
+    let mut bytes = AlignedVec::new();
+    for (e, wal) in frames {
+        let mut f = entry::encode(e).unwrap();
+        set_wal_fields(&mut f, *wal).unwrap();
+        bytes.extend_from_slice(&f);
+    }
+    bytes.resize(size, 0);
+    bytes
+}
+
+fn fields(wal_seq: u64, incarnation: u64, durable_upto: u64) -> WalFields {
+    WalFields {
+        wal_seq,
+        incarnation,
+        durable_upto,
+    }
+}
+
+fn entries_of(bytes: &AlignedVec, rules: ScanRules) -> (Vec<WalEntry>, bool) {
+    let found = scan_with(&[SegmentBytes { index: 7, bytes }], rules);
+    let frames = found.frames.iter().map(|a| a.frame);
+    let entries = entry::decode(frames, LeaderId::ZERO).expect("entries");
+    (entries, found.corruption.is_some())
+}
+
+/// R2a: recycled segment 7 holds a valid old-lap frame with M's 5..=9 right
+/// after where this lap's frames end (K's base frame dropping them, then
+/// K's 10..=11). Only the next `wal_seq` is accepted; the mutant accepts
+/// any valid frame and M's records replay after K's base.
+fn r2a(rules: ScanRules) -> Replica<KvConflicts> {
+    let bytes = image(
+        &[
+            (
+                base(K, TailBitmap::prefix(5), Vec::new()),
+                fields(20, 4, 20),
+            ),
+            (batch(K, records(K, 10..=11, 8)), fields(21, 4, 21)),
+            (batch(M, records(M, 5..=9, 8)), fields(12, 4, 12)),
+        ],
+        8192,
+    );
+    let (entries, _) = entries_of(&bytes, rules);
+    let mut wal = vec![base(M, TailBitmap::new(), records(M, 0..=4, 8))];
+    wal.extend(entries);
+    replica(durable(slot(1, K, K), wal), Mutations::default())
+}
+
+#[test]
+fn r2a_stale_frames_of_a_recycled_segment_never_replay() {
+    assert!(!holds_m_after(&r2a(ScanRules::default()), 5));
+}
+
+#[test]
+fn r2a_mutant_accepting_any_valid_frame_replays_them() {
+    let r = r2a(ScanRules {
+        next_seq: false,
+        ..Default::default()
+    });
+    assert!(holds_m_after(&r, 5), "M's records after K's base (P1)");
+}
+
+/// N0: frames 2 (M's 5..=6) and 3 (M's 7..=8) were in flight; 2 is torn,
+/// 3 complete (it vouches only below 2). Recovery cuts at 2; the writer
+/// resumes there with K's base frame as frame 2, the same length as the
+/// old one; crash. Frame 3 of the old incarnation then follows as 2 + 1:
+/// only the incarnation rule keeps M's 7..=8 from replaying after K's base.
+fn n0(rules: ScanRules) -> Replica<KvConflicts> {
+    let m_base = base(M, TailBitmap::new(), records(M, 0..=4, 8));
+    let first_len = entry::encode(&m_base).unwrap().len();
+    // M's frame 2 ends at the first block boundary, so that frame 3 lies in
+    // the next block, beyond the zero padding of the writer's next write.
+    let block = traft::wal::BLOCK;
+    let m2 = (0..4096)
+        .map(|len| batch(M, records(M, 5..=6, len)))
+        .find(|e| first_len + entry::encode(e).unwrap().len() == block)
+        .expect("a command length ending frame 2 at the block boundary");
+    let m2_len = block - first_len;
+    // K's base frame (with K's own record at 10), as long as M's frame 2.
+    let k_base = (0..4096)
+        .map(|len| base(K, TailBitmap::prefix(5), records(K, 10..=10, len)))
+        .find(|e| entry::encode(e).unwrap().len() == m2_len)
+        .expect("a command length giving the same frame length");
+    let mut wal = Wal::open(MemStorage::default(), options(1, rules))
+        .expect("open")
+        .0;
+    let mut first = [entry::encode(&m_base).unwrap()];
+    wal.append(&mut first).unwrap();
+    let mut pair = [
+        entry::encode(&m2).unwrap(),
+        entry::encode(&batch(M, records(M, 7..=8, 8))).unwrap(),
+    ];
+    wal.append(&mut pair).unwrap();
+    let mut storage = wal.into_storage();
+    storage.damage(0, first[0].len() + HEADER_LEN + 8, 0x01);
+    let (storage, entries, corrupt) = recover(storage, 2, rules);
+    assert_eq!(entries.len(), 1, "cut at the torn frame");
+    assert!(!corrupt);
+    let mut wal = Wal::open(storage, options(2, rules)).expect("open").0;
+    wal.append(&mut [entry::encode(&k_base).unwrap()]).unwrap();
+    let (_, entries, _) = recover(wal.into_storage(), 3, rules);
+    replica(durable(slot(1, K, K), entries), Mutations::default())
+}
+
+#[test]
+fn n0_frames_of_an_older_incarnation_end_the_log() {
+    assert!(!holds_m_after(&n0(ScanRules::default()), 5));
+}
+
+#[test]
+fn n0_mutant_without_incarnation_replays_the_cut_tail() {
+    let r = n0(ScanRules {
+        incarnation: false,
+        ..Default::default()
+    });
+    assert!(holds_m_after(&r, 5), "M's 7..=8 after K's base (P1)");
+}
+
+/// R2b: power is lost with two writes in flight: frame 3 torn, frame 4
+/// complete (its durable_upto is 3: nothing vouches for 3). A torn tail,
+/// not corruption; the mutant calls it corruption and the replica may not
+/// vote — on every replica at once, a stall.
+fn r2b(rules: ScanRules) -> bool {
+    let mut bytes = image(
+        &[
+            (
+                base(M, TailBitmap::new(), records(M, 0..=1, 8)),
+                fields(1, 1, 1),
+            ),
+            (batch(M, records(M, 2..=2, 8)), fields(2, 1, 2)),
+            (batch(M, records(M, 3..=3, 8)), fields(3, 1, 3)),
+            (batch(M, records(M, 4..=4, 8)), fields(4, 1, 3)),
+        ],
+        8192,
+    );
+    let found = scan_with(
+        &[SegmentBytes {
+            index: 0,
+            bytes: &bytes,
+        }],
+        rules,
+    );
+    let third = found.frames[2].at.offset;
+    bytes[third + HEADER_LEN + 4] ^= 0xff;
+    entries_of(&bytes, rules).1
+}
+
+#[test]
+fn r2b_torn_write_before_a_complete_one_is_no_corruption() {
+    assert!(!r2b(ScanRules::default()));
+}
+
+#[test]
+fn r2b_mutant_calling_it_corruption_demotes_the_replica() {
+    assert!(r2b(ScanRules {
+        vouched_only: false,
+        ..Default::default()
+    }));
+}
