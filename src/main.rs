@@ -62,6 +62,8 @@ struct SimArgs {
 
 #[derive(clap::Args)]
 struct BenchArgs {
+    #[command(subcommand)]
+    what: Option<BenchWhat>,
     /// Seconds to run each case.
     #[arg(long, default_value_t = 3.0)]
     duration: f64,
@@ -242,7 +244,17 @@ fn sim(args: SimArgs) -> Result<()> {
     Ok(())
 }
 
+#[derive(Subcommand)]
+enum BenchWhat {
+    /// Durable appends through the WAL (group commit, io_uring) beside the
+    /// raw floor, for several append sizes and numbers of appenders.
+    Wal(cli::bench::WalBenchArgs),
+}
+
 fn bench(args: BenchArgs) -> Result<()> {
+    if let Some(BenchWhat::Wal(wal)) = args.what {
+        return cli::bench::run(wal);
+    }
     let tmp;
     let dir = match &args.dir {
         Some(dir) => dir.clone(),

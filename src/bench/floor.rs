@@ -82,8 +82,7 @@ pub fn run(dir: &Path, config: &FloorConfig) -> io::Result<FloorReport> {
         .next_multiple_of(BLOCK as u64);
     crate::wal::file::zero_fill(&path, file_size)?;
     let (file, direct_io) = crate::wal::file::open_for_writes(&path, true)?;
-    let mut latency =
-        Histogram::<u64>::new_with_bounds(1, 60_000_000_000, 3).map_err(io::Error::other)?;
+    let mut latency = super::latency_histogram();
     let mut report = FloorReport {
         direct_io,
         appends: 0,

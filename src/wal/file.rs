@@ -12,6 +12,8 @@ use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 const SUFFIX: &str = ".wal";
+/// Zero-filled, synced files waiting to become segments.
+const PREPARED_SUFFIX: &str = ".zero";
 
 pub struct FileStorage {
     dir: PathBuf,
@@ -147,6 +149,46 @@ impl Storage for FileStorage {
     fn sync(&mut self, index: u64) -> io::Result<()> {
         self.file(index)?.sync_data()
     }
+
+    fn adopt_prepared(&mut self, index: u64, size: usize) -> io::Result<bool> {
+        for entry in fs::read_dir(&self.dir)? {
+            let entry = entry?;
+            let prepared = entry
+                .file_name()
+                .to_str()
+                .is_some_and(|n| n.ends_with(PREPARED_SUFFIX));
+            if prepared && entry.metadata()?.len() == size as u64 {
+                fs::rename(entry.path(), self.path(index))?;
+                self.sync_dir()?;
+                return Ok(true);
+            }
+        }
+        Ok(false)
+    }
+}
+
+/// Keeps `keep` zero-filled, synced files of `size` bytes ready in `dir`
+/// for the writer to take as new segments (run off the commit path).
+pub fn prepare_ahead(dir: &Path, size: usize, keep: usize) -> io::Result<()> {
+    let ready = fs::read_dir(dir)?
+        .filter_map(|e| e.ok())
+        .filter(|e| {
+            e.file_name()
+                .to_str()
+                .is_some_and(|n| n.ends_with(PREPARED_SUFFIX))
+        })
+        .count();
+    for i in ready..keep {
+        let stamp = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.as_nanos());
+        let name = format!("{stamp:x}-{i}");
+        let tmp = dir.join(format!("{name}.tmp"));
+        zero_fill(&tmp, size as u64)?;
+        fs::rename(&tmp, dir.join(format!("{name}{PREPARED_SUFFIX}")))?;
+        File::open(dir)?.sync_all()?;
+    }
+    Ok(())
 }
 
 /// Raises the boot counter kept in `dir/incarnation` and returns it: every

@@ -4,15 +4,19 @@
 
 pub mod entry;
 pub mod file;
+pub mod group;
 pub mod scan;
 pub mod slot;
 pub mod storage;
+pub mod uring;
 pub mod writer;
 
 pub use file::FileStorage;
+pub use group::{GroupWal, GroupWriter};
 pub use scan::{
     scan, scan_with, Accepted, Position, Scan, ScanError, ScanRules, SegmentBytes, FIRST_WAL_SEQ,
 };
 pub use slot::{SlotFile, SlotRecord};
 pub use storage::{MemStorage, Storage, BLOCK};
+pub use uring::UringStorage;
 pub use writer::{Recovered, RecoveredFrame, Wal, WalError, WalOptions};

@@ -25,6 +25,38 @@ pub trait Storage {
     fn write(&mut self, index: u64, offset: usize, bytes: &[u8]) -> io::Result<()>;
     /// Makes every write to segment `index` durable.
     fn sync(&mut self, index: u64) -> io::Result<()>;
+    /// Makes a zero-filled file prepared ahead of use segment `index`, if
+    /// one is ready; returns whether it did.
+    fn adopt_prepared(&mut self, _index: u64, _size: usize) -> io::Result<bool> {
+        Ok(false)
+    }
+}
+
+impl<S: Storage + ?Sized> Storage for Box<S> {
+    fn segments(&self) -> io::Result<Vec<u64>> {
+        (**self).segments()
+    }
+    fn prepare(&mut self, index: u64, size: usize) -> io::Result<()> {
+        (**self).prepare(index, size)
+    }
+    fn rename(&mut self, from: u64, to: u64) -> io::Result<()> {
+        (**self).rename(from, to)
+    }
+    fn remove(&mut self, index: u64) -> io::Result<()> {
+        (**self).remove(index)
+    }
+    fn read(&self, index: u64) -> io::Result<AlignedVec<BLOCK>> {
+        (**self).read(index)
+    }
+    fn write(&mut self, index: u64, offset: usize, bytes: &[u8]) -> io::Result<()> {
+        (**self).write(index, offset, bytes)
+    }
+    fn sync(&mut self, index: u64) -> io::Result<()> {
+        (**self).sync(index)
+    }
+    fn adopt_prepared(&mut self, index: u64, size: usize) -> io::Result<bool> {
+        (**self).adopt_prepared(index, size)
+    }
 }
 
 /// Segments in memory, with unsynced writes kept apart from durable bytes,

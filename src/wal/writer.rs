@@ -25,6 +25,10 @@ pub enum WalError {
     FrameTooLarge { len: usize, segment_size: usize },
     #[error("not a frame: {0}")]
     Frame(#[from] FrameError),
+    #[error("the write carrying this append failed: {0}")]
+    Failed(String),
+    #[error("the WAL writer has stopped")]
+    Closed,
 }
 
 fn io_err(op: &'static str, segment: u64) -> impl FnOnce(io::Error) -> WalError {
@@ -133,6 +137,11 @@ impl<S: Storage> Wal<S> {
         Ok((wal, recovered))
     }
 
+    /// The segment being written.
+    pub fn segment(&self) -> u64 {
+        self.segment
+    }
+
     /// The `wal_seq` the next frame will carry.
     pub fn next_seq(&self) -> u64 {
         self.next_seq
@@ -152,8 +161,20 @@ impl<S: Storage> Wal<S> {
 
     /// Appends `frames` (encoded, WAL fields zero) and makes them durable;
     /// returns the `wal_seq` of the first. The frames are rewritten in place
-    /// with their WAL fields. On error nothing is known durable.
+    /// with their WAL fields. On error nothing is known durable, and the WAL
+    /// refuses every later append: a write or sync that failed may have
+    /// reached the disk in part, and the writer has moved past it.
     pub fn append(&mut self, frames: &mut [AlignedVec]) -> Result<u64, WalError> {
+        let result = self.append_inner(frames);
+        if let Err(e) = &result {
+            if self.poisoned.is_none() && !matches!(e, WalError::FrameTooLarge { .. }) {
+                self.poisoned = Some(e.to_string());
+            }
+        }
+        result
+    }
+
+    fn append_inner(&mut self, frames: &mut [AlignedVec]) -> Result<u64, WalError> {
         if let Some(reason) = &self.poisoned {
             return Err(WalError::Poisoned {
                 segment: self.segment,
@@ -164,18 +185,20 @@ impl<S: Storage> Wal<S> {
         if frames.is_empty() {
             return Ok(first);
         }
+        // Checked before anything moves: a frame larger than a segment is
+        // refused without poisoning the WAL.
+        if let Some(f) = frames.iter().find(|f| f.len() > self.options.segment_size) {
+            return Err(WalError::FrameTooLarge {
+                len: f.len(),
+                segment_size: self.options.segment_size,
+            });
+        }
         // Every frame before this batch is durable: that is what they vouch.
         let durable_upto = first;
         let mut batch: Vec<u8> = std::mem::take(&mut self.tail);
         let mut batch_start = self.offset / BLOCK * BLOCK;
         for frame in frames.iter_mut() {
             let len = frame.len();
-            if len > self.options.segment_size {
-                return Err(WalError::FrameTooLarge {
-                    len,
-                    segment_size: self.options.segment_size,
-                });
-            }
             let wal = WalFields {
                 wal_seq: self.next_seq,
                 incarnation: self.options.incarnation,
@@ -212,33 +235,102 @@ impl<S: Storage> Wal<S> {
         self.storage
             .write(segment, start, &block)
             .map_err(io_err("write", segment))?;
-        if let Err(e) = self.storage.sync(segment) {
-            // The page cache may have dropped the dirty pages: retrying
-            // could report data durable that is not. Refuse from now on.
-            self.poisoned = Some(e.to_string());
-            return Err(WalError::Io {
-                op: "sync",
-                segment,
-                source: e,
-            });
-        }
-        Ok(())
+        // After a failed sync the page cache may have dropped the dirty
+        // pages: a retry could report data durable that is not (`append`
+        // refuses everything from then on).
+        self.storage.sync(segment).map_err(io_err("sync", segment))
     }
 
     /// Moves to the next segment: a spare one (recycled, stale bytes are
     /// never read as frames: their `wal_seq` is not the next one) or a new one.
     fn next_segment(&mut self) -> Result<(), WalError> {
         let next = self.segment + 1;
+        let size = self.options.segment_size;
         if self.spare.first() == Some(&next) {
             self.spare.remove(0);
-        } else {
+        } else if !self
+            .storage
+            .adopt_prepared(next, size)
+            .map_err(io_err("adopt", next))?
+        {
+            // Nothing prepared ahead: zero it here, on the commit path.
             self.storage
-                .prepare(next, self.options.segment_size)
+                .prepare(next, size)
                 .map_err(io_err("prepare", next))?;
         }
         self.segment = next;
         self.offset = 0;
         self.tail.clear();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::frame::{encode, Record, RecordBatch};
+    use crate::ids::LeaderId;
+    use crate::wal::MemStorage;
+
+    fn frame(lsn: u64) -> AlignedVec {
+        let record = Record {
+            author: LeaderId::new(1, 1),
+            lsn,
+            cmd: vec![1; 100],
+            deps: Default::default(),
+        };
+        encode(&RecordBatch {
+            records: vec![record],
+        })
+        .unwrap()
+    }
+
+    fn options() -> WalOptions {
+        WalOptions {
+            segment_size: 4 * BLOCK,
+            incarnation: 1,
+            rules: Default::default(),
+        }
+    }
+
+    #[test]
+    fn a_failed_sync_refuses_every_later_append() {
+        let (mut wal, _) = Wal::open(MemStorage::default(), options()).unwrap();
+        assert_eq!(wal.append(&mut [frame(0)]).unwrap(), FIRST_WAL_SEQ);
+        wal.storage_mut().fail_next_sync = true;
+        assert!(matches!(
+            wal.append(&mut [frame(1)]),
+            Err(WalError::Io { op: "sync", .. })
+        ));
+        assert!(matches!(
+            wal.append(&mut [frame(2)]),
+            Err(WalError::Poisoned { .. })
+        ));
+    }
+
+    #[test]
+    fn a_frame_larger_than_a_segment_is_refused_alone() {
+        let (mut wal, _) = Wal::open(MemStorage::default(), options()).unwrap();
+        let mut huge = AlignedVec::new();
+        huge.extend_from_slice(&frame(0));
+        huge.resize(5 * BLOCK, 0);
+        assert!(matches!(
+            wal.append(&mut [huge]),
+            Err(WalError::FrameTooLarge { .. })
+        ));
+        assert_eq!(wal.append(&mut [frame(0)]).unwrap(), FIRST_WAL_SEQ);
+    }
+
+    #[test]
+    fn frames_roll_over_into_new_segments() {
+        let (mut wal, _) = Wal::open(MemStorage::default(), options()).unwrap();
+        for lsn in 0..100 {
+            wal.append(&mut [frame(lsn), frame(lsn)]).unwrap();
+        }
+        let storage = wal.into_storage();
+        assert!(storage.segments().unwrap().len() >= 3);
+        let (wal, recovered) = Wal::open(storage, options()).unwrap();
+        assert_eq!(recovered.frames.len(), 200);
+        assert_eq!(wal.next_seq(), FIRST_WAL_SEQ + 200);
     }
 }

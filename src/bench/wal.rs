@@ -1,0 +1,162 @@
+//! `traft bench wal`: durable appends through the WAL — group commit, the
+//! chosen backend, segments prepared ahead — from concurrent appenders.
+
+use super::latency_histogram;
+use crate::frame::{encode, Record, RecordBatch};
+use crate::ids::LeaderId;
+use crate::wal::{file, FileStorage, GroupWal, Storage, UringStorage, WalError, WalOptions};
+use hdrhistogram::Histogram;
+use rkyv::util::AlignedVec;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+/// Segment size for the benchmark.
+const SEGMENT: usize = 64 << 20;
+/// Bytes a record adds around its command in an encoded batch frame.
+const FRAME_OVERHEAD: usize = 128;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// io_uring (`tokio-uring`) writes on `O_DIRECT` files.
+    Uring,
+    /// `pwrite` + `fdatasync` on `O_DIRECT` files.
+    File,
+}
+
+#[derive(Clone, Debug)]
+pub struct WalBenchConfig {
+    /// Bytes per append (one frame).
+    pub bytes: usize,
+    pub appenders: usize,
+    pub duration: Duration,
+    pub backend: Backend,
+}
+
+pub struct WalBenchReport {
+    pub appends: u64,
+    pub bytes: u64,
+    pub elapsed: Duration,
+    /// Per-append latency, nanoseconds.
+    pub latency: Histogram<u64>,
+    /// What ran: the backend asked for may fall back.
+    pub backend: &'static str,
+}
+
+impl WalBenchReport {
+    pub fn appends_per_sec(&self) -> f64 {
+        self.appends as f64 / self.elapsed.as_secs_f64()
+    }
+
+    pub fn mb_per_sec(&self) -> f64 {
+        self.bytes as f64 / self.elapsed.as_secs_f64() / 1e6
+    }
+}
+
+/// One frame of about `bytes` bytes.
+pub fn frame_of(bytes: usize) -> AlignedVec {
+    let record = Record {
+        author: LeaderId::new(1, 1),
+        lsn: 0,
+        cmd: vec![0x5a; bytes.saturating_sub(FRAME_OVERHEAD).max(1)],
+        deps: Default::default(),
+    };
+    encode(&RecordBatch {
+        records: vec![record],
+    })
+    .expect("a benchmark frame encodes")
+}
+
+fn storage(dir: &Path, backend: Backend) -> Result<(Box<dyn Storage>, &'static str), WalError> {
+    let io = |source| WalError::Io {
+        op: "open",
+        segment: 0,
+        source,
+    };
+    if backend == Backend::Uring {
+        match UringStorage::new(dir, true) {
+            Ok(s) => return Ok((Box::new(s), "io_uring")),
+            Err(e) => tracing::warn!("io_uring unavailable ({e}): plain file writes"),
+        }
+    }
+    Ok((Box::new(FileStorage::new(dir, true).map_err(io)?), "pwrite"))
+}
+
+/// Runs one case in a fresh directory under `dir`.
+pub fn run(dir: &Path, config: &WalBenchConfig) -> Result<WalBenchReport, WalError> {
+    let dir = dir.join(format!("wal-{}-{}", config.bytes, config.appenders));
+    std::fs::create_dir_all(&dir).map_err(|source| WalError::Io {
+        op: "create",
+        segment: 0,
+        source,
+    })?;
+    // Enough segments zeroed before the clock starts for the whole run (in
+    // steady state purged segments are recycled; zeroing is not on the path).
+    let expected = config.duration.as_secs_f64() * 700e6;
+    let ahead = (expected / SEGMENT as f64).ceil() as usize + 2;
+    file::prepare_ahead(&dir, SEGMENT, ahead).map_err(|source| WalError::Io {
+        op: "prepare",
+        segment: 0,
+        source,
+    })?;
+    let backend = config.backend;
+    let (chosen_tx, chosen_rx) = crossbeam::channel::bounded(1);
+    let storage_dir = dir.clone();
+    let options = WalOptions {
+        segment_size: SEGMENT,
+        incarnation: 1,
+        rules: Default::default(),
+    };
+    let (wal, writer, _) = GroupWal::start(
+        move || {
+            let (s, name) = storage(&storage_dir, backend)?;
+            let _ = chosen_tx.send(name);
+            Ok(s)
+        },
+        options,
+        Some(dir.clone()),
+    )?;
+    let chosen = chosen_rx.recv().unwrap_or("unknown");
+    let frame = frame_of(config.bytes);
+    let stop = Arc::new(AtomicBool::new(false));
+    let started = Instant::now();
+    let threads: Vec<_> = (0..config.appenders)
+        .map(|_| {
+            let wal = wal.clone();
+            let frame = frame.clone();
+            let stop = stop.clone();
+            std::thread::spawn(move || -> Result<(u64, Histogram<u64>), WalError> {
+                let mut latency = latency_histogram();
+                let mut appends = 0;
+                while !stop.load(Ordering::Relaxed) {
+                    let t0 = Instant::now();
+                    wal.append(vec![frame.clone()])?;
+                    latency.saturating_record(t0.elapsed().as_nanos() as u64);
+                    appends += 1;
+                }
+                Ok((appends, latency))
+            })
+        })
+        .collect();
+    std::thread::sleep(config.duration);
+    stop.store(true, Ordering::Relaxed);
+    let mut report = WalBenchReport {
+        appends: 0,
+        bytes: 0,
+        elapsed: Duration::ZERO,
+        latency: latency_histogram(),
+        backend: chosen,
+    };
+    for t in threads {
+        let (appends, latency) = t.join().expect("appender thread")?;
+        report.appends += appends;
+        report.latency.add(&latency).expect("same histogram bounds");
+    }
+    report.elapsed = started.elapsed();
+    report.bytes = report.appends * frame.len() as u64;
+    drop(wal);
+    writer.join();
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(report)
+}

@@ -1,0 +1,189 @@
+//! Group commit: appenders on any thread hand frames to one writer thread;
+//! every request that arrives while a write and its sync are in flight joins
+//! the next write. An append returns only once its frames are durable.
+
+use super::storage::Storage;
+use super::writer::{Recovered, Wal, WalError, WalOptions};
+use crossbeam::channel::{bounded, Receiver, Sender};
+use rkyv::util::AlignedVec;
+use std::thread::JoinHandle;
+
+/// Requests waiting for the writer, at most: a bound on queued memory.
+pub const GROUP_QUEUE_MAX: usize = 4096;
+/// Zero-filled segments kept ready ahead of the writer.
+pub const PREPARED_AHEAD: usize = 2;
+
+struct Request {
+    frames: Vec<AlignedVec>,
+    done: Sender<Result<u64, WalError>>,
+}
+
+/// A handle on the writer thread; clones share it.
+#[derive(Clone)]
+pub struct GroupWal {
+    requests: Sender<Request>,
+}
+
+/// The writer thread. It ends once every `GroupWal` is dropped; `join`
+/// waits for that (every append that returned is durable already).
+pub struct GroupWriter {
+    thread: JoinHandle<()>,
+}
+
+impl GroupWriter {
+    pub fn join(self) {
+        let _ = self.thread.join();
+    }
+}
+
+impl GroupWal {
+    /// Starts the writer thread: `storage` is built there (an io_uring
+    /// runtime lives on one thread), then recovery runs, and what it found
+    /// is returned here. With `prepare_in`, a second thread keeps zero-filled
+    /// segments ready in that directory, off the commit path.
+    pub fn start<S, F>(
+        storage: F,
+        options: WalOptions,
+        prepare_in: Option<std::path::PathBuf>,
+    ) -> Result<(GroupWal, GroupWriter, Recovered), WalError>
+    where
+        S: Storage,
+        F: FnOnce() -> Result<S, WalError> + Send + 'static,
+    {
+        let (requests, queue) = bounded::<Request>(GROUP_QUEUE_MAX);
+        let (opened, recovered) = bounded(1);
+        let (wake, woken) = bounded::<()>(1);
+        if let Some(dir) = prepare_in {
+            let size = options.segment_size;
+            std::thread::Builder::new()
+                .name("traft-wal-prepare".into())
+                .spawn(move || prepare_loop(&dir, size, woken))
+                .expect("spawn the segment preparer thread");
+        }
+        let thread = std::thread::Builder::new()
+            .name("traft-wal".into())
+            .spawn(move || {
+                let wal = storage().and_then(|s| Wal::open(s, options));
+                match wal {
+                    Ok((wal, found)) => {
+                        let _ = opened.send(Ok(found));
+                        write_loop(wal, queue, wake);
+                    }
+                    Err(e) => {
+                        let _ = opened.send(Err(e));
+                    }
+                }
+            })
+            .expect("spawn the WAL writer thread");
+        let found = recovered
+            .recv()
+            .expect("the writer thread reports recovery")?;
+        let writer = GroupWriter { thread };
+        Ok((GroupWal { requests }, writer, found))
+    }
+
+    /// Appends `frames` and waits until they are durable; returns the
+    /// `wal_seq` of the first.
+    pub fn append(&self, frames: Vec<AlignedVec>) -> Result<u64, WalError> {
+        let (done, wait) = bounded(1);
+        self.requests
+            .send(Request { frames, done })
+            .map_err(|_| WalError::Closed)?;
+        wait.recv().map_err(|_| WalError::Closed)?
+    }
+}
+
+/// Tops up the prepared segments each time the writer takes one; ends
+/// with the writer.
+fn prepare_loop(dir: &std::path::Path, size: usize, woken: Receiver<()>) {
+    loop {
+        if let Err(e) = super::file::prepare_ahead(dir, size, PREPARED_AHEAD) {
+            tracing::warn!("preparing WAL segments ahead in {}: {e}", dir.display());
+        }
+        if woken.recv().is_err() {
+            return;
+        }
+    }
+}
+
+fn write_loop<S: Storage>(mut wal: Wal<S>, queue: Receiver<Request>, wake: Sender<()>) {
+    while let Ok(first) = queue.recv() {
+        let segment = wal.segment();
+        // Everything queued behind the first joins this write.
+        let mut group = vec![first];
+        group.extend(queue.try_iter());
+        let mut frames: Vec<AlignedVec> = Vec::new();
+        let mut counts = Vec::with_capacity(group.len());
+        for request in &mut group {
+            counts.push(request.frames.len() as u64);
+            frames.append(&mut request.frames);
+        }
+        let result = wal.append(&mut frames);
+        if wal.segment() != segment {
+            let _ = wake.try_send(()); // it took a prepared segment
+        }
+        match result {
+            Ok(mut seq) => {
+                for (request, count) in group.into_iter().zip(counts) {
+                    let _ = request.done.send(Ok(seq));
+                    seq += count;
+                }
+            }
+            Err(first_error) => {
+                let reason = first_error.to_string();
+                let mut group = group.into_iter();
+                if let Some(r) = group.next() {
+                    let _ = r.done.send(Err(first_error));
+                }
+                for r in group {
+                    let _ = r.done.send(Err(WalError::Failed(reason.clone())));
+                }
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::bench::wal::frame_of;
+    use crate::wal::{MemStorage, FIRST_WAL_SEQ};
+    use std::collections::BTreeSet;
+
+    #[test]
+    fn concurrent_appends_all_land_once_and_in_order() {
+        let options = WalOptions {
+            segment_size: 64 * 1024,
+            incarnation: 1,
+            rules: Default::default(),
+        };
+        let (wal, writer, _) =
+            GroupWal::start(|| Ok(MemStorage::default()), options, None).unwrap();
+        let threads: Vec<_> = (0..8)
+            .map(|t| {
+                let wal = wal.clone();
+                std::thread::spawn(move || {
+                    (0..50)
+                        .map(|i| {
+                            let frames = vec![frame_of(100 + t * 10 + i); 1 + i % 3];
+                            (wal.append(frames).unwrap(), 1 + i % 3)
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        let mut seqs = BTreeSet::new();
+        for t in threads {
+            for (first, count) in t.join().unwrap() {
+                for seq in first..first + count as u64 {
+                    assert!(seqs.insert(seq), "wal_seq {seq} given twice");
+                }
+            }
+        }
+        let total = seqs.len() as u64;
+        assert_eq!(seqs.first(), Some(&FIRST_WAL_SEQ));
+        assert_eq!(seqs.last(), Some(&(FIRST_WAL_SEQ + total - 1)));
+        drop(wal);
+        writer.join();
+    }
+}

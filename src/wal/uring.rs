@@ -1,0 +1,118 @@
+//! Segment writes through io_uring (`tokio-uring`) on `O_DIRECT` files. The
+//! runtime lives on the thread that builds this storage (the WAL writer
+//! thread); creating, renaming and reading segments, off the commit path,
+//! go through the plain file backend.
+
+use super::file::{open_for_writes, FileStorage};
+use super::storage::{Storage, BLOCK};
+use rkyv::util::AlignedVec;
+use std::collections::HashMap;
+use std::io;
+use std::path::Path;
+
+/// A block-aligned buffer handed to the kernel for one write.
+struct Blocks(AlignedVec<BLOCK>);
+
+// SAFETY: the pointer is the AlignedVec's heap allocation, which does not
+// move while the buffer is owned by an in-flight operation (nothing resizes
+// it then: tokio-uring holds it by value until the write completes), and
+// `len <= capacity` are the initialized and total byte counts.
+unsafe impl tokio_uring::buf::IoBuf for Blocks {
+    fn stable_ptr(&self) -> *const u8 {
+        self.0.as_ptr()
+    }
+
+    fn bytes_init(&self) -> usize {
+        self.0.len()
+    }
+
+    fn bytes_total(&self) -> usize {
+        self.0.capacity()
+    }
+}
+
+pub struct UringStorage {
+    files: FileStorage,
+    runtime: tokio_uring::Runtime,
+    open: HashMap<u64, tokio_uring::fs::File>,
+    /// Reused for every write.
+    buffer: Option<Blocks>,
+    direct: bool,
+}
+
+impl UringStorage {
+    /// Segments in `dir`, written through io_uring; fails if io_uring is not
+    /// available here (the caller then falls back to `FileStorage`).
+    pub fn new(dir: &Path, direct: bool) -> io::Result<UringStorage> {
+        let runtime = tokio_uring::Runtime::new(&tokio_uring::builder())?;
+        Ok(UringStorage {
+            files: FileStorage::new(dir, direct)?,
+            runtime,
+            open: HashMap::new(),
+            buffer: Some(Blocks(AlignedVec::new())),
+            direct,
+        })
+    }
+
+    fn file(&mut self, index: u64) -> io::Result<&tokio_uring::fs::File> {
+        if !self.open.contains_key(&index) {
+            let (file, _) = open_for_writes(&self.files.path(index), self.direct)?;
+            let file = self
+                .runtime
+                .block_on(async { tokio_uring::fs::File::from_std(file) });
+            self.open.insert(index, file);
+        }
+        Ok(&self.open[&index])
+    }
+}
+
+impl Storage for UringStorage {
+    fn segments(&self) -> io::Result<Vec<u64>> {
+        self.files.segments()
+    }
+
+    fn prepare(&mut self, index: u64, size: usize) -> io::Result<()> {
+        self.files.prepare(index, size)
+    }
+
+    fn rename(&mut self, from: u64, to: u64) -> io::Result<()> {
+        self.open.remove(&from);
+        self.files.rename(from, to)
+    }
+
+    fn remove(&mut self, index: u64) -> io::Result<()> {
+        self.open.remove(&index);
+        self.files.remove(index)
+    }
+
+    fn read(&self, index: u64) -> io::Result<AlignedVec<BLOCK>> {
+        self.files.read(index)
+    }
+
+    fn write(&mut self, index: u64, offset: usize, bytes: &[u8]) -> io::Result<()> {
+        assert!(
+            offset % BLOCK == 0 && bytes.len() % BLOCK == 0,
+            "whole blocks"
+        );
+        let mut buffer = self.buffer.take().unwrap_or(Blocks(AlignedVec::new()));
+        buffer.0.clear();
+        buffer.0.extend_from_slice(bytes);
+        self.file(index)?;
+        let file = &self.open[&index];
+        let (result, buffer) = self
+            .runtime
+            .block_on(file.write_all_at(buffer, offset as u64));
+        self.buffer = Some(buffer);
+        result
+    }
+
+    fn sync(&mut self, index: u64) -> io::Result<()> {
+        self.file(index)?;
+        let file = &self.open[&index];
+        self.runtime.block_on(file.sync_data())
+    }
+
+    fn adopt_prepared(&mut self, index: u64, size: usize) -> io::Result<bool> {
+        self.files.adopt_prepared(index, size)
+    }
+}
