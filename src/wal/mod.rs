@@ -5,6 +5,7 @@
 pub mod entry;
 pub mod file;
 pub mod group;
+pub mod purge;
 pub mod scan;
 pub mod slot;
 pub mod storage;

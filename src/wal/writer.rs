@@ -3,10 +3,12 @@
 //! memory and written again with the next append. After a failed sync it
 //! refuses every further append: nothing may pretend that data is durable.
 
+use super::purge::SegmentReach;
 use super::scan::{scan_with, Position, ScanError, ScanRules, SegmentBytes, FIRST_WAL_SEQ};
 use super::storage::{Storage, BLOCK};
 use crate::frame::{set_wal_fields, FrameError, WalFields};
 use rkyv::util::AlignedVec;
+use std::collections::BTreeMap;
 use std::io;
 use thiserror::Error;
 
@@ -68,15 +70,17 @@ pub struct Recovered {
 }
 
 pub struct Wal<S: Storage> {
-    storage: S,
-    options: WalOptions,
+    pub(super) storage: S,
+    pub(super) options: WalOptions,
     /// The segment being written and the offset of the next frame in it.
-    segment: u64,
+    pub(super) segment: u64,
     offset: usize,
     /// The bytes of the block holding `offset`, up to `offset`.
     tail: Vec<u8>,
     /// Segments after the current one, ready to be written (recycled or new).
-    spare: Vec<u64>,
+    pub(super) spare: Vec<u64>,
+    /// What each segment up to the current one holds, for purging.
+    pub(super) live: BTreeMap<u64, SegmentReach>,
     next_seq: u64,
     poisoned: Option<String>,
 }
@@ -119,6 +123,13 @@ impl<S: Storage> Wal<S> {
             .expect("end in a segment");
         let block_start = end.offset / BLOCK * BLOCK;
         let tail = buffers[at][block_start..end.offset].to_vec();
+        let mut live: BTreeMap<u64, SegmentReach> = indexes[..=at]
+            .iter()
+            .map(|&i| (i, SegmentReach::default()))
+            .collect();
+        for a in &found.frames {
+            live.entry(a.at.segment).or_default().add(&a.frame);
+        }
         let wal = Wal {
             storage,
             options,
@@ -126,6 +137,7 @@ impl<S: Storage> Wal<S> {
             offset: end.offset,
             tail,
             spare: indexes[at + 1..].to_vec(),
+            live,
             next_seq: found.next_seq.max(FIRST_WAL_SEQ),
             poisoned: None,
         };
@@ -195,10 +207,12 @@ impl<S: Storage> Wal<S> {
         }
         // Every frame before this batch is durable: that is what they vouch.
         let durable_upto = first;
-        let mut batch: Vec<u8> = std::mem::take(&mut self.tail);
+        let mut batch = AlignedVec::<BLOCK>::new();
+        batch.extend_from_slice(&self.tail);
         let mut batch_start = self.offset / BLOCK * BLOCK;
         for frame in frames.iter_mut() {
             let len = frame.len();
+            let reach = SegmentReach::of(frame)?;
             let wal = WalFields {
                 wal_seq: self.next_seq,
                 incarnation: self.options.incarnation,
@@ -208,32 +222,32 @@ impl<S: Storage> Wal<S> {
             if self.offset + len > self.options.segment_size {
                 // It does not fit: what is gathered goes to this segment,
                 // the frame starts the next one.
-                self.flush(batch_start, &batch)?;
+                self.flush(batch_start, &mut batch)?;
                 self.next_segment()?;
-                batch = Vec::new();
+                batch.clear();
                 batch_start = 0;
             }
+            self.live.entry(self.segment).or_default().merge(reach);
             batch.extend_from_slice(frame);
             self.offset += len;
             self.next_seq += 1;
         }
-        self.flush(batch_start, &batch)?;
+        let used = batch.len();
+        self.flush(batch_start, &mut batch)?;
         let keep_from = (self.offset / BLOCK * BLOCK) - batch_start;
-        self.tail = batch[keep_from..].to_vec();
+        self.tail = batch[keep_from..used].to_vec();
         Ok(first)
     }
 
-    /// Writes `bytes` (padded to whole blocks) at `start` and syncs.
-    fn flush(&mut self, start: usize, bytes: &[u8]) -> Result<(), WalError> {
+    /// Writes `bytes`, zero-padded here to whole blocks, at `start`, and syncs.
+    fn flush(&mut self, start: usize, bytes: &mut AlignedVec<BLOCK>) -> Result<(), WalError> {
         if bytes.is_empty() {
             return Ok(());
         }
-        let mut block = AlignedVec::<BLOCK>::with_capacity(bytes.len().next_multiple_of(BLOCK));
-        block.extend_from_slice(bytes);
-        block.resize(bytes.len().next_multiple_of(BLOCK), 0);
+        bytes.resize(bytes.len().next_multiple_of(BLOCK), 0);
         let segment = self.segment;
         self.storage
-            .write(segment, start, &block)
+            .write(segment, start, bytes)
             .map_err(io_err("write", segment))?;
         // After a failed sync the page cache may have dropped the dirty
         // pages: a retry could report data durable that is not (`append`

@@ -1,0 +1,190 @@
+//! Purge (DESIGN.md §4): segments go only as a prefix of the WAL, each only
+//! once everything in it and before it lies below a given LSN (a snapshot
+//! covers it), and never the segment of the newest base or merge frame, which
+//! is where recovery takes `committer` from. A purged segment is recycled as
+//! a spare: its stale frames never pass for new ones (their `wal_seq`).
+
+use super::storage::Storage;
+use super::writer::{Wal, WalError};
+use crate::frame::{Frame, FrameError, FrameKind};
+use crate::ids::Lsn;
+
+/// What a segment's frames reach.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SegmentReach {
+    /// The greatest LSN a frame in it names.
+    pub max_lsn: Option<Lsn>,
+    /// It holds a base or merge frame.
+    pub base: bool,
+}
+
+impl SegmentReach {
+    /// What one encoded frame reaches.
+    pub fn of(bytes: &[u8]) -> Result<SegmentReach, FrameError> {
+        let frame = Frame::decode(bytes)?;
+        let mut reach = SegmentReach::default();
+        reach.add(&frame);
+        Ok(reach)
+    }
+
+    pub fn add(&mut self, frame: &Frame<'_>) {
+        let max = match frame.header.kind {
+            FrameKind::Record => frame.record().ok().map(|r| r.lsn()),
+            FrameKind::RecordBatch => frame
+                .batch()
+                .ok()
+                .and_then(|b| b.records().last().map(|r| r.lsn())),
+            FrameKind::Base => frame.base().ok().and_then(|b| {
+                let records = b.records.as_slice().last().map(|r| r.lsn());
+                records.max(b.keep.view().max())
+            }),
+            FrameKind::Committed => None,
+        };
+        self.merge(SegmentReach {
+            max_lsn: max,
+            base: frame.header.kind == FrameKind::Base,
+        });
+    }
+
+    pub fn merge(&mut self, other: SegmentReach) {
+        self.max_lsn = self.max_lsn.max(other.max_lsn);
+        self.base |= other.base;
+    }
+}
+
+impl<S: Storage> Wal<S> {
+    /// Recycles every segment of the WAL's prefix whose frames all lie below
+    /// `below`; returns the indexes it took.
+    pub fn purge(&mut self, below: Lsn) -> Result<Vec<u64>, WalError> {
+        let newest_base = self
+            .live
+            .iter()
+            .rev()
+            .find(|(_, r)| r.base)
+            .map(|(&i, _)| i);
+        let purged: Vec<u64> = self
+            .live
+            .iter()
+            .take_while(|(&i, r)| {
+                i != self.segment && Some(i) != newest_base && r.max_lsn.is_none_or(|m| m < below)
+            })
+            .map(|(&i, _)| i)
+            .collect();
+        for &index in &purged {
+            let last = self.spare.last().copied().unwrap_or(self.segment);
+            let to = last + 1;
+            self.storage
+                .rename(index, to)
+                .map_err(|source| WalError::Io {
+                    op: "recycle",
+                    segment: index,
+                    source,
+                })?;
+            self.live.remove(&index);
+            self.spare.push(to);
+        }
+        Ok(purged)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::core::WalEntry;
+    use crate::frame::Record;
+    use crate::ids::LeaderId;
+    use crate::wal::{entry, MemStorage, WalOptions, BLOCK};
+    use crate::TailBitmap;
+
+    fn records(lsns: std::ops::Range<u64>) -> Vec<Record> {
+        lsns.map(|lsn| Record {
+            author: LeaderId::new(1, 1),
+            lsn,
+            cmd: vec![1; 1000],
+            deps: Default::default(),
+        })
+        .collect()
+    }
+
+    fn options() -> WalOptions {
+        WalOptions {
+            segment_size: 2 * BLOCK,
+            incarnation: 1,
+            rules: Default::default(),
+        }
+    }
+
+    fn append(wal: &mut Wal<MemStorage>, e: WalEntry) {
+        wal.append(&mut [entry::encode(&e).unwrap()]).unwrap();
+    }
+
+    #[test]
+    fn purge_takes_a_prefix_below_the_lsn_and_keeps_the_newest_base() {
+        let (mut wal, _) = Wal::open(MemStorage::default(), options()).unwrap();
+        let c = LeaderId::new(1, 1);
+        append(
+            &mut wal,
+            WalEntry::Base {
+                committer: c,
+                keep: TailBitmap::new(),
+                records: records(0..2),
+                committed: TailBitmap::new(),
+            },
+        );
+        for lsn in (2..60).step_by(2) {
+            append(
+                &mut wal,
+                WalEntry::Records {
+                    committer: c,
+                    records: records(lsn..lsn + 2),
+                },
+            );
+        }
+        let before = wal.storage().segments().unwrap();
+        assert!(before.len() > 6);
+        // The first segment holds the only base frame: nothing goes.
+        assert!(wal.purge(40).unwrap().is_empty());
+        append(
+            &mut wal,
+            WalEntry::Base {
+                committer: LeaderId::new(2, 2),
+                keep: TailBitmap::prefix(60),
+                records: Vec::new(),
+                committed: TailBitmap::prefix(60),
+            },
+        );
+        let purged = wal.purge(40).unwrap();
+        assert!(!purged.is_empty());
+        assert_eq!(purged[0], before[0], "a prefix");
+        // Recovery starts at the first kept segment; nothing below 40 was
+        // needed, every LSN from 40 up is still there.
+        let storage = wal.into_storage();
+        let (mut wal, recovered) = Wal::open(storage, options()).unwrap();
+        let frames = recovered
+            .frames
+            .iter()
+            .map(|f| Frame::decode(&f.bytes).unwrap());
+        let entries = entry::decode(frames, LeaderId::ZERO).unwrap();
+        let lsns: Vec<u64> = entries
+            .iter()
+            .flat_map(|e| match e {
+                WalEntry::Records { records, .. } => records.iter().map(|r| r.lsn).collect(),
+                _ => Vec::new(),
+            })
+            .collect();
+        assert!((40..60).all(|l| lsns.contains(&l)));
+        assert!(matches!(entries.last(), Some(WalEntry::Base { .. })));
+        // The recycled segments are reused before any new one is made.
+        let count = wal.storage().segments().unwrap().len();
+        for lsn in (60..70).step_by(2) {
+            append(
+                &mut wal,
+                WalEntry::Records {
+                    committer: c,
+                    records: records(lsn..lsn + 2),
+                },
+            );
+        }
+        assert_eq!(wal.storage().segments().unwrap().len(), count);
+    }
+}
