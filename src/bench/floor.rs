@@ -81,7 +81,7 @@ pub fn run(dir: &Path, config: &FloorConfig) -> io::Result<FloorReport> {
         .max(buf.len() as u64 * 4)
         .next_multiple_of(BLOCK as u64);
     crate::wal::file::zero_fill(&path, file_size)?;
-    let (file, direct_io) = crate::wal::file::open_for_writes(&path, true)?;
+    let (file, direct_io) = crate::wal::file::open_for_writes(&path, true, false)?;
     let mut latency = super::latency_histogram();
     let mut report = FloorReport {
         direct_io,

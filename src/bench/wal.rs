@@ -32,6 +32,8 @@ pub struct WalBenchConfig {
     pub appenders: usize,
     pub duration: Duration,
     pub backend: Backend,
+    /// Durability through `O_DSYNC` writes instead of `fdatasync`.
+    pub dsync: bool,
 }
 
 pub struct WalBenchReport {
@@ -68,19 +70,24 @@ pub fn frame_of(bytes: usize) -> AlignedVec {
     .expect("a benchmark frame encodes")
 }
 
-fn storage(dir: &Path, backend: Backend) -> Result<(Box<dyn Storage>, &'static str), WalError> {
+fn storage(
+    dir: &Path,
+    backend: Backend,
+    dsync: bool,
+) -> Result<(Box<dyn Storage>, &'static str), WalError> {
     let io = |source| WalError::Io {
         op: "open",
         segment: 0,
         source,
     };
     if backend == Backend::Uring {
-        match UringStorage::new(dir, true) {
+        match UringStorage::new(dir, true, dsync) {
             Ok(s) => return Ok((Box::new(s), "io_uring")),
             Err(e) => tracing::warn!("io_uring unavailable ({e}): plain file writes"),
         }
     }
-    Ok((Box::new(FileStorage::new(dir, true).map_err(io)?), "pwrite"))
+    let files = FileStorage::new(dir, true).map_err(io)?.with_dsync(dsync);
+    Ok((Box::new(files), "pwrite"))
 }
 
 /// Runs one case in a fresh directory under `dir`.
@@ -101,6 +108,7 @@ pub fn run(dir: &Path, config: &WalBenchConfig) -> Result<WalBenchReport, WalErr
         source,
     })?;
     let backend = config.backend;
+    let dsync = config.dsync;
     let (chosen_tx, chosen_rx) = crossbeam::channel::bounded(1);
     let storage_dir = dir.clone();
     let options = WalOptions {
@@ -110,7 +118,7 @@ pub fn run(dir: &Path, config: &WalBenchConfig) -> Result<WalBenchReport, WalErr
     };
     let (wal, writer, _) = GroupWal::start(
         move || {
-            let (s, name) = storage(&storage_dir, backend)?;
+            let (s, name) = storage(&storage_dir, backend, dsync)?;
             let _ = chosen_tx.send(name);
             Ok(s)
         },

@@ -20,6 +20,9 @@ pub struct WalBenchArgs {
     /// `uring` (io_uring on O_DIRECT files) or `file` (pwrite + fdatasync).
     #[arg(long, default_value = "uring")]
     backend: String,
+    /// Make appends durable with `O_DSYNC` writes instead of `fdatasync`.
+    #[arg(long)]
+    dsync: bool,
     /// Directory for the segments (default: a fresh temporary directory).
     #[arg(long)]
     dir: Option<PathBuf>,
@@ -77,6 +80,7 @@ pub fn run(args: WalBenchArgs) -> Result<()> {
                 appenders,
                 duration,
                 backend,
+                dsync: args.dsync,
             };
             let r = wal::run(dir, &config).context("WAL appends")?;
             let us = |q: f64| r.latency.value_at_quantile(q) as f64 / 1e3;

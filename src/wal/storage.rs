@@ -25,6 +25,11 @@ pub trait Storage {
     fn write(&mut self, index: u64, offset: usize, bytes: &[u8]) -> io::Result<()>;
     /// Makes every write to segment `index` durable.
     fn sync(&mut self, index: u64) -> io::Result<()>;
+    /// `write` then `sync`, as one step where a backend can do better.
+    fn write_durable(&mut self, index: u64, offset: usize, bytes: &[u8]) -> io::Result<()> {
+        self.write(index, offset, bytes)?;
+        self.sync(index)
+    }
     /// Makes a zero-filled file prepared ahead of use segment `index`, if
     /// one is ready; returns whether it did.
     fn adopt_prepared(&mut self, _index: u64, _size: usize) -> io::Result<bool> {
@@ -56,6 +61,9 @@ impl<S: Storage + ?Sized> Storage for Box<S> {
     }
     fn adopt_prepared(&mut self, index: u64, size: usize) -> io::Result<bool> {
         (**self).adopt_prepared(index, size)
+    }
+    fn write_durable(&mut self, index: u64, offset: usize, bytes: &[u8]) -> io::Result<()> {
+        (**self).write_durable(index, offset, bytes)
     }
 }
 

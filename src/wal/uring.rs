@@ -43,10 +43,10 @@ pub struct UringStorage {
 impl UringStorage {
     /// Segments in `dir`, written through io_uring; fails if io_uring is not
     /// available here (the caller then falls back to `FileStorage`).
-    pub fn new(dir: &Path, direct: bool) -> io::Result<UringStorage> {
+    pub fn new(dir: &Path, direct: bool, dsync: bool) -> io::Result<UringStorage> {
         let runtime = tokio_uring::Runtime::new(&tokio_uring::builder())?;
         Ok(UringStorage {
-            files: FileStorage::new(dir, direct)?,
+            files: FileStorage::new(dir, direct)?.with_dsync(dsync),
             runtime,
             open: HashMap::new(),
             buffer: Some(Blocks(AlignedVec::new())),
@@ -56,7 +56,8 @@ impl UringStorage {
 
     fn file(&mut self, index: u64) -> io::Result<&tokio_uring::fs::File> {
         if !self.open.contains_key(&index) {
-            let (file, _) = open_for_writes(&self.files.path(index), self.direct)?;
+            let dsync = self.files.dsync();
+            let (file, _) = open_for_writes(&self.files.path(index), self.direct, dsync)?;
             let file = self
                 .runtime
                 .block_on(async { tokio_uring::fs::File::from_std(file) });
@@ -110,6 +111,31 @@ impl Storage for UringStorage {
         self.file(index)?;
         let file = &self.open[&index];
         self.runtime.block_on(file.sync_data())
+    }
+
+    fn write_durable(&mut self, index: u64, offset: usize, bytes: &[u8]) -> io::Result<()> {
+        assert!(
+            offset % BLOCK == 0 && bytes.len() % BLOCK == 0,
+            "whole blocks"
+        );
+        let mut buffer = self.buffer.take().unwrap_or(Blocks(AlignedVec::new()));
+        buffer.0.clear();
+        buffer.0.extend_from_slice(bytes);
+        self.file(index)?;
+        let file = &self.open[&index];
+        // One entry into the runtime for both: the sync is submitted as soon
+        // as the write completes.
+        let dsync = self.files.dsync();
+        let (result, buffer) = self.runtime.block_on(async {
+            let (written, buffer) = file.write_all_at(buffer, offset as u64).await;
+            match written {
+                Ok(()) if dsync => (Ok(()), buffer),
+                Ok(()) => (file.sync_data().await, buffer),
+                Err(e) => (Err(e), buffer),
+            }
+        });
+        self.buffer = Some(buffer);
+        result
     }
 
     fn adopt_prepared(&mut self, index: u64, size: usize) -> io::Result<bool> {

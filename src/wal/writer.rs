@@ -246,13 +246,12 @@ impl<S: Storage> Wal<S> {
         }
         bytes.resize(bytes.len().next_multiple_of(BLOCK), 0);
         let segment = self.segment;
-        self.storage
-            .write(segment, start, bytes)
-            .map_err(io_err("write", segment))?;
         // After a failed sync the page cache may have dropped the dirty
         // pages: a retry could report data durable that is not (`append`
         // refuses everything from then on).
-        self.storage.sync(segment).map_err(io_err("sync", segment))
+        self.storage
+            .write_durable(segment, start, bytes)
+            .map_err(io_err("write", segment))
     }
 
     /// Moves to the next segment: a spare one (recycled, stale bytes are
