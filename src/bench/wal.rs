@@ -75,11 +75,7 @@ fn storage(
     backend: Backend,
     dsync: bool,
 ) -> Result<(Box<dyn Storage>, &'static str), WalError> {
-    let io = |source| WalError::Io {
-        op: "open",
-        segment: 0,
-        source,
-    };
+    let io = |source| WalError::io("open", 0, source);
     if backend == Backend::Uring {
         match UringStorage::new(dir, true, dsync) {
             Ok(s) => return Ok((Box::new(s), "io_uring")),
@@ -93,20 +89,13 @@ fn storage(
 /// Runs one case in a fresh directory under `dir`.
 pub fn run(dir: &Path, config: &WalBenchConfig) -> Result<WalBenchReport, WalError> {
     let dir = dir.join(format!("wal-{}-{}", config.bytes, config.appenders));
-    std::fs::create_dir_all(&dir).map_err(|source| WalError::Io {
-        op: "create",
-        segment: 0,
-        source,
-    })?;
+    std::fs::create_dir_all(&dir).map_err(|source| WalError::io("create", 0, source))?;
     // Enough segments zeroed before the clock starts for the whole run (in
     // steady state purged segments are recycled; zeroing is not on the path).
     let expected = config.duration.as_secs_f64() * 700e6;
     let ahead = (expected / SEGMENT as f64).ceil() as usize + 2;
-    file::prepare_ahead(&dir, SEGMENT, ahead).map_err(|source| WalError::Io {
-        op: "prepare",
-        segment: 0,
-        source,
-    })?;
+    file::prepare_ahead(&dir, SEGMENT, ahead)
+        .map_err(|source| WalError::io("prepare", 0, source))?;
     let backend = config.backend;
     let dsync = config.dsync;
     let (chosen_tx, chosen_rx) = crossbeam::channel::bounded(1);

@@ -75,11 +75,7 @@ impl<S: Storage> Wal<S> {
             let to = last + 1;
             self.storage
                 .rename(index, to)
-                .map_err(|source| WalError::Io {
-                    op: "recycle",
-                    segment: index,
-                    source,
-                })?;
+                .map_err(|source| WalError::io("recycle", index, source))?;
             self.live.remove(&index);
             self.spare.push(to);
         }

@@ -14,6 +14,20 @@ use thiserror::Error;
 
 #[derive(Debug, Error)]
 pub enum WalError {
+    #[error("WAL {op} failed on segment {segment}: the disk is full")]
+    DiskFull {
+        op: &'static str,
+        segment: u64,
+        #[source]
+        source: io::Error,
+    },
+    #[error("WAL {op} failed on segment {segment}: permission denied")]
+    PermissionDenied {
+        op: &'static str,
+        segment: u64,
+        #[source]
+        source: io::Error,
+    },
     #[error("WAL {op} failed on segment {segment}: {source}")]
     Io {
         op: &'static str,
@@ -33,12 +47,32 @@ pub enum WalError {
     Closed,
 }
 
-fn io_err(op: &'static str, segment: u64) -> impl FnOnce(io::Error) -> WalError {
-    move |source| WalError::Io {
-        op,
-        segment,
-        source,
+impl WalError {
+    /// An I/O failure of `op` on `segment`, with a full disk and a refused
+    /// permission told apart.
+    pub fn io(op: &'static str, segment: u64, source: io::Error) -> WalError {
+        match source.kind() {
+            io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded => WalError::DiskFull {
+                op,
+                segment,
+                source,
+            },
+            io::ErrorKind::PermissionDenied => WalError::PermissionDenied {
+                op,
+                segment,
+                source,
+            },
+            _ => WalError::Io {
+                op,
+                segment,
+                source,
+            },
+        }
     }
+}
+
+pub(super) fn io_err(op: &'static str, segment: u64) -> impl FnOnce(io::Error) -> WalError {
+    move |source| WalError::io(op, segment, source)
 }
 
 #[derive(Clone, Debug)]
@@ -251,7 +285,7 @@ impl<S: Storage> Wal<S> {
         // refuses everything from then on).
         self.storage
             .write_durable(segment, start, bytes)
-            .map_err(io_err("write", segment))
+            .map_err(io_err("durable write", segment))
     }
 
     /// Moves to the next segment: a spare one (recycled, stale bytes are
@@ -313,7 +347,10 @@ mod tests {
         wal.storage_mut().fail_next_sync = true;
         assert!(matches!(
             wal.append(&mut [frame(1)]),
-            Err(WalError::Io { op: "sync", .. })
+            Err(WalError::Io {
+                op: "durable write",
+                ..
+            })
         ));
         assert!(matches!(
             wal.append(&mut [frame(2)]),
