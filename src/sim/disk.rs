@@ -93,6 +93,29 @@ impl Disk {
         self.corrupted = true;
     }
 
+    /// Starts `node` from what recovery finds here, with `mutations`.
+    pub fn boot(
+        &self,
+        node: crate::ids::NodeId,
+        config: &crate::core::Config,
+        params: &crate::core::Params,
+        now: crate::core::Nanos,
+        seed: u64,
+        mutations: &crate::core::Mutations,
+    ) -> crate::core::Replica<super::kv::KvConflicts> {
+        let mut replica = crate::core::Replica::new(
+            node,
+            config.clone(),
+            params.clone(),
+            super::kv::KvConflicts,
+            self.durable(),
+            now,
+            seed,
+        );
+        replica.set_mutations(mutations.clone());
+        replica
+    }
+
     /// What recovery finds.
     pub fn durable(&self) -> Durable {
         Durable {

@@ -592,18 +592,11 @@ impl Sim {
             return Ok(());
         }
         n.incarnation += 1;
-        let durable = n.disk.durable();
         let seed = self.cfg.seed ^ (n.incarnation << 32);
-        let mut replica = Replica::new(
-            node,
-            self.config.clone(),
-            self.params.clone(),
-            KvConflicts,
-            durable,
-            self.now,
-            seed,
-        );
-        replica.set_mutations(self.cfg.mutations.clone());
+        let mutations = &self.cfg.mutations;
+        let mut replica = n
+            .disk
+            .boot(node, &self.config, &self.params, self.now, seed, mutations);
         if let Some(at) = self.cfg.race_at {
             replica.set_election_timer(at);
         }

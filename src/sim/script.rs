@@ -261,17 +261,15 @@ impl Script {
     pub fn restart(&mut self, node: NodeId) {
         let n = self.nodes.get_mut(&node).expect("node");
         n.incarnation += 1;
-        let durable = n.disk.durable();
-        let mut replica = Replica::new(
+        let seed = node * 7919 + n.incarnation;
+        let replica = n.disk.boot(
             node,
-            self.config.clone(),
-            self.params.clone(),
-            KvConflicts,
-            durable,
+            &self.config,
+            &self.params,
             self.now,
-            node * 7919 + n.incarnation,
+            seed,
+            &self.mutations,
         );
-        replica.set_mutations(self.mutations.clone());
         n.replica = Some(replica);
         self.step(node, Input::Tick { now: self.now });
     }
