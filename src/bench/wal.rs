@@ -4,7 +4,8 @@
 use super::latency_histogram;
 use crate::frame::{encode, Record, RecordBatch};
 use crate::ids::LeaderId;
-use crate::wal::{file, FileStorage, GroupWal, Storage, UringStorage, WalError, WalOptions};
+pub use crate::wal::Backend;
+use crate::wal::{file, open_backend, GroupWal, WalError, WalOptions};
 use hdrhistogram::Histogram;
 use rkyv::util::AlignedVec;
 use std::path::Path;
@@ -16,14 +17,6 @@ use std::time::{Duration, Instant};
 const SEGMENT: usize = 64 << 20;
 /// Bytes a record adds around its command in an encoded batch frame.
 const FRAME_OVERHEAD: usize = 128;
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Backend {
-    /// io_uring (`tokio-uring`) writes on `O_DIRECT` files.
-    Uring,
-    /// `pwrite` + `fdatasync` on `O_DIRECT` files.
-    File,
-}
 
 #[derive(Clone, Debug)]
 pub struct WalBenchConfig {
@@ -70,22 +63,6 @@ pub fn frame_of(bytes: usize) -> AlignedVec {
     .expect("a benchmark frame encodes")
 }
 
-fn storage(
-    dir: &Path,
-    backend: Backend,
-    dsync: bool,
-) -> Result<(Box<dyn Storage>, &'static str), WalError> {
-    let io = |source| WalError::io("open", 0, source);
-    if backend == Backend::Uring {
-        match UringStorage::new(dir, true, dsync) {
-            Ok(s) => return Ok((Box::new(s), "io_uring")),
-            Err(e) => tracing::warn!("io_uring unavailable ({e}): plain file writes"),
-        }
-    }
-    let files = FileStorage::new(dir, true).map_err(io)?.with_dsync(dsync);
-    Ok((Box::new(files), "pwrite"))
-}
-
 /// Runs one case in a fresh directory under `dir`.
 pub fn run(dir: &Path, config: &WalBenchConfig) -> Result<WalBenchReport, WalError> {
     let dir = dir.join(format!("wal-{}-{}", config.bytes, config.appenders));
@@ -107,7 +84,7 @@ pub fn run(dir: &Path, config: &WalBenchConfig) -> Result<WalBenchReport, WalErr
     };
     let (wal, writer, _) = GroupWal::start(
         move || {
-            let (s, name) = storage(&storage_dir, backend, dsync)?;
+            let (s, name) = open_backend(&storage_dir, backend, dsync)?;
             let _ = chosen_tx.send(name);
             Ok(s)
         },

@@ -167,7 +167,8 @@ fn content(seq: u64) -> RecordBatch {
 
 fn append_loop(dir: &Path, segment_size: usize) -> Result<()> {
     std::fs::create_dir_all(dir)?;
-    let incarnation = wal::file::next_incarnation(dir)?;
+    let (mut slot, found) = wal::SlotFile::open(dir)?;
+    let incarnation = slot.boot(found)?.incarnation;
     let storage = FileStorage::new(dir, true)?;
     let options = WalOptions {
         segment_size,

@@ -218,28 +218,3 @@ pub fn prepare_ahead(dir: &Path, size: usize, keep: usize) -> io::Result<()> {
     }
     Ok(())
 }
-
-/// Raises the boot counter kept in `dir/incarnation` and returns it: every
-/// open of the WAL writes with an incarnation greater than any before, so
-/// frames cut at one recovery can never come back after a later crash.
-pub fn next_incarnation(dir: &Path) -> io::Result<u64> {
-    let path = dir.join("incarnation");
-    let last = match fs::read_to_string(&path) {
-        Ok(text) => text.trim().parse::<u64>().map_err(|e| {
-            io::Error::new(
-                io::ErrorKind::InvalidData,
-                format!("{}: not a boot counter: {e}", path.display()),
-            )
-        })?,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => 0,
-        Err(e) => return Err(e),
-    };
-    let next = last + 1;
-    let tmp = dir.join("incarnation.tmp");
-    let file = File::create(&tmp)?;
-    file.write_all_at(format!("{next}\n").as_bytes(), 0)?;
-    file.sync_all()?;
-    fs::rename(&tmp, &path)?;
-    File::open(dir)?.sync_all()?;
-    Ok(next)
-}

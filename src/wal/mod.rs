@@ -9,6 +9,7 @@ pub mod purge;
 pub mod scan;
 pub mod slot;
 pub mod storage;
+pub mod store;
 pub mod uring;
 pub mod writer;
 
@@ -19,5 +20,6 @@ pub use scan::{
 };
 pub use slot::{SlotFile, SlotRecord};
 pub use storage::{MemStorage, Storage, BLOCK};
+pub use store::{open_backend, open_store, Backend, Store, StoreOptions};
 pub use uring::UringStorage;
 pub use writer::{Recovered, RecoveredFrame, Wal, WalError, WalOptions};

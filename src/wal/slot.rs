@@ -125,6 +125,22 @@ impl SlotFile {
         self.file.sync_data()
     }
 
+    /// Raises the boot counter over `found` (what `open` returned) and
+    /// writes it, synced, keeping `vote` and `committer`; returns the record
+    /// now on disk. Done once per recovery, before the first WAL append.
+    pub fn boot(&mut self, found: Option<SlotRecord>) -> io::Result<SlotRecord> {
+        let previous = found.unwrap_or_default();
+        let record = SlotRecord {
+            state: SlotState {
+                generation: previous.state.generation + 1,
+                ..previous.state
+            },
+            incarnation: previous.incarnation + 1,
+        };
+        self.write(&record)?;
+        Ok(record)
+    }
+
     pub fn path(&self) -> &Path {
         &self.path
     }
