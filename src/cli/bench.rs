@@ -69,7 +69,9 @@ pub fn run(args: WalBenchArgs) -> Result<()> {
             records_per_append: 1,
             value_size: bytes.saturating_sub(128).max(1),
             duration,
-            file_size: 256 << 20,
+            // Fresh pre-zeroed space for the whole run, as the WAL writes:
+            // rewriting a small file measures a cache, not the disk.
+            file_size: ((args.duration * 1.6e9) as u64).next_multiple_of(1 << 20),
         };
         let f = floor::run(dir, &floor_config).context("the raw floor")?;
         let fus = |q: f64| f.latency.value_at_quantile(q) as f64 / 1e3;

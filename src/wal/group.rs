@@ -28,11 +28,16 @@ pub struct GroupWal {
 /// waits for that (every append that returned is durable already).
 pub struct GroupWriter {
     thread: JoinHandle<()>,
+    preparer: Option<JoinHandle<()>>,
 }
 
 impl GroupWriter {
+    /// Waits for the writer thread, then for the preparer (it ends with it).
     pub fn join(self) {
         let _ = self.thread.join();
+        if let Some(preparer) = self.preparer {
+            let _ = preparer.join();
+        }
     }
 }
 
@@ -53,13 +58,13 @@ impl GroupWal {
         let (requests, queue) = bounded::<Request>(GROUP_QUEUE_MAX);
         let (opened, recovered) = bounded(1);
         let (wake, woken) = bounded::<()>(1);
-        if let Some(dir) = prepare_in {
+        let preparer = prepare_in.map(|dir| {
             let size = options.segment_size;
             std::thread::Builder::new()
                 .name("traft-wal-prepare".into())
                 .spawn(move || prepare_loop(&dir, size, woken))
-                .expect("spawn the segment preparer thread");
-        }
+                .expect("spawn the segment preparer thread")
+        });
         let thread = std::thread::Builder::new()
             .name("traft-wal".into())
             .spawn(move || {
@@ -78,7 +83,7 @@ impl GroupWal {
         let found = recovered
             .recv()
             .expect("the writer thread reports recovery")?;
-        let writer = GroupWriter { thread };
+        let writer = GroupWriter { thread, preparer };
         Ok((GroupWal { requests }, writer, found))
     }
 

@@ -4,29 +4,40 @@
 //! is where recovery takes `committer` from. A purged segment is recycled as
 //! a spare: its stale frames never pass for new ones (their `wal_seq`).
 
+use super::scan::{scan, SegmentBytes};
 use super::storage::Storage;
 use super::writer::{Wal, WalError};
-use crate::frame::{Frame, FrameError, FrameKind};
+use crate::frame::{Frame, FrameError, FrameHeader, FrameKind};
 use crate::ids::Lsn;
+
+/// What a live segment holds, as far as purging cares.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct LiveSegment {
+    /// It holds a base or merge frame.
+    pub base: bool,
+    /// The greatest LSN its frames name, once known: appends do not decode
+    /// their payloads for it; purge reads the segment when it needs it.
+    pub reach: Option<SegmentReach>,
+}
+
+impl LiveSegment {
+    /// Notes an appended frame: only its header is read.
+    pub fn note(&mut self, frame: &[u8]) -> Result<(), FrameError> {
+        let header = FrameHeader::read(frame)?;
+        self.base |= header.kind == FrameKind::Base;
+        self.reach = None;
+        Ok(())
+    }
+}
 
 /// What a segment's frames reach.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SegmentReach {
     /// The greatest LSN a frame in it names.
     pub max_lsn: Option<Lsn>,
-    /// It holds a base or merge frame.
-    pub base: bool,
 }
 
 impl SegmentReach {
-    /// What one encoded frame reaches.
-    pub fn of(bytes: &[u8]) -> Result<SegmentReach, FrameError> {
-        let frame = Frame::decode(bytes)?;
-        let mut reach = SegmentReach::default();
-        reach.add(&frame);
-        Ok(reach)
-    }
-
     pub fn add(&mut self, frame: &Frame<'_>) {
         let max = match frame.header.kind {
             FrameKind::Record => frame.record().ok().map(|r| r.lsn()),
@@ -40,15 +51,7 @@ impl SegmentReach {
             }),
             FrameKind::Committed => None,
         };
-        self.merge(SegmentReach {
-            max_lsn: max,
-            base: frame.header.kind == FrameKind::Base,
-        });
-    }
-
-    pub fn merge(&mut self, other: SegmentReach) {
-        self.max_lsn = self.max_lsn.max(other.max_lsn);
-        self.base |= other.base;
+        self.max_lsn = self.max_lsn.max(max);
     }
 }
 
@@ -60,16 +63,21 @@ impl<S: Storage> Wal<S> {
             .live
             .iter()
             .rev()
-            .find(|(_, r)| r.base)
+            .find(|(_, s)| s.base)
             .map(|(&i, _)| i);
-        let purged: Vec<u64> = self
+        let candidates: Vec<u64> = self
             .live
-            .iter()
-            .take_while(|(&i, r)| {
-                i != self.segment && Some(i) != newest_base && r.max_lsn.is_none_or(|m| m < below)
-            })
-            .map(|(&i, _)| i)
+            .keys()
+            .copied()
+            .take_while(|&i| i != self.segment && Some(i) != newest_base)
             .collect();
+        let mut purged = Vec::new();
+        for index in candidates {
+            if self.reach(index)?.max_lsn.is_some_and(|m| m >= below) {
+                break;
+            }
+            purged.push(index);
+        }
         for &index in &purged {
             let last = self.spare.last().copied().unwrap_or(self.segment);
             let to = last + 1;
@@ -80,6 +88,28 @@ impl<S: Storage> Wal<S> {
             self.spare.push(to);
         }
         Ok(purged)
+    }
+
+    /// What segment `index` reaches, reading it if not known yet. Its live
+    /// frames start at offset 0 and run in `wal_seq` order.
+    fn reach(&mut self, index: u64) -> Result<SegmentReach, WalError> {
+        if let Some(reach) = self.live.get(&index).and_then(|s| s.reach) {
+            return Ok(reach);
+        }
+        let bytes = self
+            .storage
+            .read(index)
+            .map_err(|source| WalError::io("read", index, source))?;
+        let found = scan(&[SegmentBytes {
+            index,
+            bytes: &bytes,
+        }]);
+        let mut reach = SegmentReach::default();
+        for a in &found.frames {
+            reach.add(&a.frame);
+        }
+        self.live.entry(index).or_default().reach = Some(reach);
+        Ok(reach)
     }
 }
 

@@ -3,7 +3,7 @@
 //! memory and written again with the next append. After a failed sync it
 //! refuses every further append: nothing may pretend that data is durable.
 
-use super::purge::SegmentReach;
+use super::purge::{LiveSegment, SegmentReach};
 use super::scan::{scan_with, Position, ScanError, ScanRules, SegmentBytes, FIRST_WAL_SEQ};
 use super::storage::{Storage, BLOCK};
 use crate::frame::{set_wal_fields, FrameError, WalFields};
@@ -114,7 +114,7 @@ pub struct Wal<S: Storage> {
     /// Segments after the current one, ready to be written (recycled or new).
     pub(super) spare: Vec<u64>,
     /// What each segment up to the current one holds, for purging.
-    pub(super) live: BTreeMap<u64, SegmentReach>,
+    pub(super) live: BTreeMap<u64, LiveSegment>,
     next_seq: u64,
     poisoned: Option<String>,
 }
@@ -157,12 +157,19 @@ impl<S: Storage> Wal<S> {
             .expect("end in a segment");
         let block_start = end.offset / BLOCK * BLOCK;
         let tail = buffers[at][block_start..end.offset].to_vec();
-        let mut live: BTreeMap<u64, SegmentReach> = indexes[..=at]
-            .iter()
-            .map(|&i| (i, SegmentReach::default()))
-            .collect();
+        let mut reach: BTreeMap<u64, SegmentReach> = BTreeMap::new();
+        let mut live: BTreeMap<u64, LiveSegment> = BTreeMap::new();
+        for &i in &indexes[..=at] {
+            live.insert(i, LiveSegment::default());
+            reach.insert(i, SegmentReach::default());
+        }
         for a in &found.frames {
-            live.entry(a.at.segment).or_default().add(&a.frame);
+            reach.entry(a.at.segment).or_default().add(&a.frame);
+            let segment = live.entry(a.at.segment).or_default();
+            segment.base |= a.frame.header.kind == crate::frame::FrameKind::Base;
+        }
+        for (i, r) in reach {
+            live.entry(i).or_default().reach = Some(r);
         }
         let wal = Wal {
             storage,
@@ -241,12 +248,13 @@ impl<S: Storage> Wal<S> {
         }
         // Every frame before this batch is durable: that is what they vouch.
         let durable_upto = first;
-        let mut batch = AlignedVec::<BLOCK>::new();
+        let total: usize = frames.iter().map(|f| f.len()).sum();
+        let capacity = (self.tail.len() + total).next_multiple_of(BLOCK);
+        let mut batch = AlignedVec::<BLOCK>::with_capacity(capacity);
         batch.extend_from_slice(&self.tail);
         let mut batch_start = self.offset / BLOCK * BLOCK;
         for frame in frames.iter_mut() {
             let len = frame.len();
-            let reach = SegmentReach::of(frame)?;
             let wal = WalFields {
                 wal_seq: self.next_seq,
                 incarnation: self.options.incarnation,
@@ -261,7 +269,7 @@ impl<S: Storage> Wal<S> {
                 batch.clear();
                 batch_start = 0;
             }
-            self.live.entry(self.segment).or_default().merge(reach);
+            self.live.entry(self.segment).or_default().note(frame)?;
             batch.extend_from_slice(frame);
             self.offset += len;
             self.next_seq += 1;
