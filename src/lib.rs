@@ -2,11 +2,14 @@
 //! and apply, and generalized joint consensus — as a storage-and-replication
 //! engine. The protocol is `docs/DESIGN.md`; code comments cite its sections.
 
+pub mod apply;
 pub mod bitmap;
 pub mod core;
 pub mod frame;
 pub mod ids;
+pub mod node;
 pub mod sim;
+pub mod transport;
 pub mod wal;
 
 pub use bitmap::{BitmapError, TailBitmap};

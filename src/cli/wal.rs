@@ -149,6 +149,7 @@ fn lsns(frame: &Frame<'_>) -> String {
             Ok(c) => format!("committed {:?}", c.committed.view()),
             Err(_) => String::new(),
         },
+        FrameKind::Message | FrameKind::Hello => "a wire frame, out of place in a WAL".into(),
     }
 }
 

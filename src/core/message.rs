@@ -3,8 +3,9 @@
 use crate::bitmap::TailBitmap;
 use crate::frame::Record;
 use crate::ids::{LeaderId, Lsn, NodeId};
+use rkyv::{Archive, Deserialize, Serialize};
 
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash)]
 pub enum Message {
     /// A candidate asks for a vote; `committer` and `accepted` are its
     /// durable pair.
@@ -49,7 +50,7 @@ pub enum Message {
 }
 
 /// What a granting voter sends back (DESIGN.md §3.1).
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash)]
 pub struct Grant {
     pub accepted: TailBitmap,
     /// The voter's durable `committed`.
@@ -59,7 +60,7 @@ pub struct Grant {
     pub records: Vec<Record>,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Archive, Serialize, Deserialize, Clone, Debug, PartialEq, Eq, Hash)]
 pub struct LogForward {
     pub leader: LeaderId,
     pub seq: u64,

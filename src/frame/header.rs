@@ -29,6 +29,10 @@ pub enum FrameKind {
     RecordBatch = 2,
     Base = 3,
     Committed = 4,
+    /// A message between replicas (wire only).
+    Message = 5,
+    /// The first frame on a replica connection (wire only).
+    Hello = 6,
 }
 
 impl FrameKind {
@@ -38,6 +42,8 @@ impl FrameKind {
             2 => Some(FrameKind::RecordBatch),
             3 => Some(FrameKind::Base),
             4 => Some(FrameKind::Committed),
+            5 => Some(FrameKind::Message),
+            6 => Some(FrameKind::Hello),
             _ => None,
         }
     }

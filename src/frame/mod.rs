@@ -10,6 +10,7 @@
 mod header;
 mod log;
 mod record;
+mod wire;
 
 pub use header::{
     FrameHeader, FrameKind, WalFields, FORMAT_VERSION, FRAME_ALIGN, FRAME_PAYLOAD_MAX, HEADER_LEN,
@@ -17,6 +18,7 @@ pub use header::{
 };
 pub use log::{ArchivedBaseFrame, ArchivedCommittedFrame, BaseFrame, CommittedFrame};
 pub use record::{ArchivedRecord, ArchivedRecordBatch, Record, RecordBatch};
+pub use wire::{ArchivedHello, Hello};
 
 use rkyv::api::high::{HighSerializer, HighValidator};
 use rkyv::bytecheck::CheckBytes;
@@ -81,6 +83,14 @@ impl Payload for BaseFrame {
 
 impl Payload for CommittedFrame {
     const KIND: FrameKind = FrameKind::Committed;
+}
+
+impl Payload for crate::core::Message {
+    const KIND: FrameKind = FrameKind::Message;
+}
+
+impl Payload for Hello {
+    const KIND: FrameKind = FrameKind::Hello;
 }
 
 /// Encodes `value` as one frame (WAL fields zero), in a buffer aligned for
@@ -165,6 +175,10 @@ impl<'a> Frame<'a> {
             FrameKind::Committed => {
                 check::<ArchivedCommittedFrame>(header.kind, payload).map(drop)?
             }
+            FrameKind::Message => {
+                check::<crate::core::message::ArchivedMessage>(header.kind, payload).map(drop)?
+            }
+            FrameKind::Hello => check::<ArchivedHello>(header.kind, payload).map(drop)?,
         }
         Ok(Frame {
             header,
@@ -200,6 +214,22 @@ impl<'a> Frame<'a> {
         self.expect(FrameKind::Committed)?;
         // SAFETY: as in `record`: validated by `decode` as this type.
         Ok(unsafe { rkyv::access_unchecked::<ArchivedCommittedFrame>(self.payload) })
+    }
+
+    pub fn message(&self) -> Result<&'a crate::core::message::ArchivedMessage, FrameError> {
+        self.expect(FrameKind::Message)?;
+        // SAFETY: as in `record`: validated by `decode` as this type.
+        Ok(
+            unsafe {
+                rkyv::access_unchecked::<crate::core::message::ArchivedMessage>(self.payload)
+            },
+        )
+    }
+
+    pub fn hello(&self) -> Result<&'a ArchivedHello, FrameError> {
+        self.expect(FrameKind::Hello)?;
+        // SAFETY: as in `record`: validated by `decode` as this type.
+        Ok(unsafe { rkyv::access_unchecked::<ArchivedHello>(self.payload) })
     }
 
     fn expect(&self, expected: FrameKind) -> Result<(), FrameError> {

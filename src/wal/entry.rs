@@ -74,6 +74,12 @@ pub fn decode<'a>(
                     committed: c.committed,
                 }
             }
+            FrameKind::Message | FrameKind::Hello => {
+                return Err(FrameError::InvalidPayload {
+                    kind,
+                    reason: "a wire frame does not belong in the WAL".into(),
+                })
+            }
         };
         entries.push(entry);
     }

@@ -6,6 +6,8 @@ use super::storage::Storage;
 use super::writer::{Recovered, Wal, WalError, WalOptions};
 use crossbeam::channel::{bounded, Receiver, Sender};
 use rkyv::util::AlignedVec;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::thread::JoinHandle;
 
 /// Requests waiting for the writer, at most: a bound on queued memory.
@@ -13,15 +15,20 @@ pub const GROUP_QUEUE_MAX: usize = 4096;
 /// Zero-filled segments kept ready ahead of the writer.
 pub const PREPARED_AHEAD: usize = 2;
 
+/// Called on the writer thread once the request's frames are durable (or
+/// the write failed): with the `wal_seq` of its first frame.
+pub type Done = Box<dyn FnOnce(Result<u64, WalError>) + Send>;
+
 struct Request {
     frames: Vec<AlignedVec>,
-    done: Sender<Result<u64, WalError>>,
+    done: Done,
 }
 
 /// A handle on the writer thread; clones share it.
 #[derive(Clone)]
 pub struct GroupWal {
     requests: Sender<Request>,
+    writes: Arc<AtomicU64>,
 }
 
 /// The writer thread. It ends once every `GroupWal` is dropped; `join`
@@ -58,6 +65,8 @@ impl GroupWal {
         let (requests, queue) = bounded::<Request>(GROUP_QUEUE_MAX);
         let (opened, recovered) = bounded(1);
         let (wake, woken) = bounded::<()>(1);
+        let writes = Arc::new(AtomicU64::new(0));
+        let counted = writes.clone();
         let preparer = prepare_in.map(|dir| {
             let size = options.segment_size;
             std::thread::Builder::new()
@@ -72,7 +81,7 @@ impl GroupWal {
                 match wal {
                     Ok((wal, found)) => {
                         let _ = opened.send(Ok(found));
-                        write_loop(wal, queue, wake);
+                        write_loop(wal, queue, wake, &counted);
                     }
                     Err(e) => {
                         let _ = opened.send(Err(e));
@@ -84,17 +93,35 @@ impl GroupWal {
             .recv()
             .expect("the writer thread reports recovery")?;
         let writer = GroupWriter { thread, preparer };
-        Ok((GroupWal { requests }, writer, found))
+        Ok((GroupWal { requests, writes }, writer, found))
     }
 
     /// Appends `frames` and waits until they are durable; returns the
     /// `wal_seq` of the first.
     pub fn append(&self, frames: Vec<AlignedVec>) -> Result<u64, WalError> {
         let (done, wait) = bounded(1);
+        self.submit(
+            frames,
+            Box::new(move |result| {
+                let _ = done.send(result);
+            }),
+        )?;
+        wait.recv().map_err(|_| WalError::Closed)?
+    }
+
+    /// Durable writes made so far (each one write and one sync), as a
+    /// counter that outlives the handle.
+    pub fn write_counter(&self) -> Arc<AtomicU64> {
+        self.writes.clone()
+    }
+
+    /// Queues `frames` without waiting; `done` runs on the writer thread once
+    /// they are durable. Requests resolve in the order they were submitted.
+    /// Blocks while `GROUP_QUEUE_MAX` requests wait.
+    pub fn submit(&self, frames: Vec<AlignedVec>, done: Done) -> Result<(), WalError> {
         self.requests
             .send(Request { frames, done })
-            .map_err(|_| WalError::Closed)?;
-        wait.recv().map_err(|_| WalError::Closed)?
+            .map_err(|_| WalError::Closed)
     }
 }
 
@@ -111,7 +138,12 @@ fn prepare_loop(dir: &std::path::Path, size: usize, woken: Receiver<()>) {
     }
 }
 
-fn write_loop<S: Storage>(mut wal: Wal<S>, queue: Receiver<Request>, wake: Sender<()>) {
+fn write_loop<S: Storage>(
+    mut wal: Wal<S>,
+    queue: Receiver<Request>,
+    wake: Sender<()>,
+    writes: &AtomicU64,
+) {
     while let Ok(first) = queue.recv() {
         let segment = wal.segment();
         // Everything queued behind the first joins this write.
@@ -124,13 +156,14 @@ fn write_loop<S: Storage>(mut wal: Wal<S>, queue: Receiver<Request>, wake: Sende
             frames.append(&mut request.frames);
         }
         let result = wal.append(&mut frames);
+        writes.fetch_add(1, Ordering::Relaxed);
         if wal.segment() != segment {
             let _ = wake.try_send(()); // it took a prepared segment
         }
         match result {
             Ok(mut seq) => {
                 for (request, count) in group.into_iter().zip(counts) {
-                    let _ = request.done.send(Ok(seq));
+                    (request.done)(Ok(seq));
                     seq += count;
                 }
             }
@@ -138,10 +171,10 @@ fn write_loop<S: Storage>(mut wal: Wal<S>, queue: Receiver<Request>, wake: Sende
                 let reason = first_error.to_string();
                 let mut group = group.into_iter();
                 if let Some(r) = group.next() {
-                    let _ = r.done.send(Err(first_error));
+                    (r.done)(Err(first_error));
                 }
                 for r in group {
-                    let _ = r.done.send(Err(WalError::Failed(reason.clone())));
+                    (r.done)(Err(WalError::Failed(reason.clone())));
                 }
             }
         }

@@ -49,7 +49,7 @@ impl SegmentReach {
                 let records = b.records.as_slice().last().map(|r| r.lsn());
                 records.max(b.keep.view().max())
             }),
-            FrameKind::Committed => None,
+            FrameKind::Committed | FrameKind::Message | FrameKind::Hello => None,
         };
         self.max_lsn = self.max_lsn.max(max);
     }

@@ -20,6 +20,8 @@ pub enum Backend {
     Uring,
     /// `pwrite` on `O_DIRECT` files.
     File,
+    /// Nothing reaches a disk: for comparison runs only, never durable.
+    Memory,
 }
 
 #[derive(Clone, Debug)]
@@ -48,6 +50,13 @@ pub fn open_backend(
     backend: Backend,
     dsync: bool,
 ) -> Result<(Box<dyn Storage>, &'static str), WalError> {
+    if backend == Backend::Memory {
+        tracing::warn!("WAL in memory: NOT durable, for comparison only");
+        return Ok((
+            Box::new(super::MemStorage::default()),
+            "memory (not durable)",
+        ));
+    }
     if backend == Backend::Uring {
         match UringStorage::new(dir, true, dsync) {
             Ok(s) => return Ok((Box::new(s), "io_uring")),
@@ -93,7 +102,7 @@ pub fn open_store(dir: &Path, options: &StoreOptions) -> Result<(Store, Durable)
             open_backend(&storage_dir, backend, dsync).map(|(s, _)| s)
         },
         wal_options,
-        Some(wal_dir),
+        (backend != Backend::Memory).then_some(wal_dir),
     )?;
     if let Some(corruption) = &recovered.corruption {
         tracing::error!("{corruption}: this replica may not vote until a newer leader's base");

@@ -1,0 +1,53 @@
+//! What a node is started from.
+
+use crate::core::Params;
+use crate::ids::NodeId;
+use crate::wal::StoreOptions;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+/// Proposals and reads accepted and not yet answered, at most; further
+/// callers wait (backpressure) instead of growing the leader's queue.
+pub const REQUESTS_IN_FLIGHT_MAX: usize = 16_384;
+/// Requests queued between callers and the node, at most.
+pub const REQUEST_QUEUE_MAX: usize = 4096;
+/// Messages received and not yet stepped, at most; readers wait beyond it.
+pub const INBOUND_QUEUE_MAX: usize = 4096;
+
+#[derive(Clone, Debug)]
+pub struct NodeConfig {
+    pub id: NodeId,
+    /// Replicas of another cluster are refused at the handshake.
+    pub cluster_id: u64,
+    /// Every voter's replica address, this node's own included (it listens
+    /// there).
+    pub peers: BTreeMap<NodeId, SocketAddr>,
+    /// The slot file and the WAL live here.
+    pub data_dir: PathBuf,
+    pub params: Params,
+    pub store: StoreOptions,
+    /// Apply threads; 0 applies on the node's own thread.
+    pub apply_workers: usize,
+    /// Seeds the election timer jitter.
+    pub seed: u64,
+}
+
+impl NodeConfig {
+    pub fn new(
+        id: NodeId,
+        peers: BTreeMap<NodeId, SocketAddr>,
+        data_dir: impl Into<PathBuf>,
+    ) -> Self {
+        NodeConfig {
+            id,
+            cluster_id: 0x7472_6166_7400_0001,
+            peers,
+            data_dir: data_dir.into(),
+            params: Params::default(),
+            store: StoreOptions::default(),
+            apply_workers: 1,
+            seed: id,
+        }
+    }
+}

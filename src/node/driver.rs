@@ -1,0 +1,339 @@
+//! The node's event loop: the only owner of the `Replica`. It turns clock
+//! ticks, peer messages, WAL completions, apply results and client requests
+//! into `Input`s, and carries out the `Output`s: frames to peers, one WAL
+//! submission per loop turn, slot writes, apply jobs, replies.
+
+use super::metrics::Metrics;
+use super::{NodeError, Request, Shared};
+use crate::apply::{self, Applied, ApplyJob, ApplyPool, Classifier, StateMachine};
+use crate::core::{Input, Nanos, Output, ProposalId, Replica, WriteId};
+use crate::ids::NodeId;
+use crate::transport::{encode_message, Inbound};
+use crate::wal::slot::SlotRecord;
+use crate::wal::{entry, GroupWal, SlotFile, WalError};
+use rkyv::util::AlignedVec;
+use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::sync::mpsc::{self, error::TrySendError};
+use tokio::sync::oneshot;
+
+/// How often the clock is stepped when nothing else happens.
+pub const TICK: Duration = Duration::from_millis(1);
+/// Events taken from each source per loop turn before outputs are carried
+/// out: bounds a turn's latency while letting one turn batch many.
+const DRAIN_MAX: usize = 1024;
+
+/// A WAL submission resolved: every write below `upto` is durable.
+type WalDone = Result<WriteId, WalError>;
+
+pub(super) struct Driver<S: StateMachine> {
+    pub replica: Replica<Classifier<S>>,
+    pub sm: Arc<S>,
+    pub started: Instant,
+    pub wal: GroupWal,
+    pub slot: SlotFile,
+    pub incarnation: u64,
+    pub peers: BTreeMap<NodeId, mpsc::Sender<AlignedVec>>,
+    pub pool: Option<ApplyPool>,
+    pub shared: Arc<Shared>,
+    pub metrics: Arc<Metrics>,
+    pub wal_done_tx: mpsc::UnboundedSender<WalDone>,
+    /// Requests accepted and not yet answered.
+    pub waiting: HashMap<ProposalId, oneshot::Sender<Result<Vec<u8>, NodeError>>>,
+    pub next_id: ProposalId,
+    /// Inputs produced while carrying out outputs (slot writes, inline apply).
+    pub pending: VecDeque<Input>,
+    pub wal_frames: Vec<AlignedVec>,
+    pub wal_upto: Option<WriteId>,
+    pub was_leader: bool,
+}
+
+pub(super) struct Channels {
+    pub requests: mpsc::Receiver<Request>,
+    pub inbound: mpsc::Receiver<Inbound>,
+    pub wal_done: mpsc::UnboundedReceiver<WalDone>,
+    pub applied: mpsc::UnboundedReceiver<Applied>,
+}
+
+impl<S: StateMachine> Driver<S> {
+    fn now(&self) -> Nanos {
+        self.started.elapsed().as_nanos() as Nanos
+    }
+
+    /// Runs until asked to stop or every handle is gone; `Err` if the node
+    /// had to stop (a failed WAL write: nothing more may be acknowledged).
+    pub async fn run(mut self, mut ch: Channels) -> Result<(), NodeError> {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let accepting = self.waiting.len() < super::REQUESTS_IN_FLIGHT_MAX;
+            tokio::select! {
+                biased;
+                Some(done) = ch.wal_done.recv() => self.on_wal_done(done)?,
+                Some(applied) = ch.applied.recv() => self.on_applied(applied),
+                Some(msg) = ch.inbound.recv() => self.on_inbound(msg),
+                request = ch.requests.recv(), if accepting => match request {
+                    Some(Request::Shutdown) | None => return Ok(()),
+                    Some(request) => self.on_request(request),
+                },
+                _ = tick.tick() => {}
+            }
+            // Take what else is ready, so one turn carries out many inputs.
+            for _ in 0..DRAIN_MAX {
+                match ch.wal_done.try_recv() {
+                    Ok(done) => self.on_wal_done(done)?,
+                    Err(_) => break,
+                }
+            }
+            for _ in 0..DRAIN_MAX {
+                match ch.applied.try_recv() {
+                    Ok(applied) => self.on_applied(applied),
+                    Err(_) => break,
+                }
+            }
+            for _ in 0..DRAIN_MAX {
+                match ch.inbound.try_recv() {
+                    Ok(msg) => self.on_inbound(msg),
+                    Err(_) => break,
+                }
+            }
+            while self.waiting.len() < super::REQUESTS_IN_FLIGHT_MAX {
+                match ch.requests.try_recv() {
+                    Ok(Request::Shutdown) => return Ok(()),
+                    Ok(request) => self.on_request(request),
+                    Err(mpsc::error::TryRecvError::Empty) => break,
+                    Err(mpsc::error::TryRecvError::Disconnected) => return Ok(()),
+                }
+            }
+            let now = self.now();
+            self.step(Input::Tick { now });
+            self.flush_wal()?;
+            self.publish();
+        }
+    }
+
+    /// Steps one input and carries out everything it leads to.
+    fn step(&mut self, input: Input) {
+        self.pending.push_back(input);
+        while let Some(input) = self.pending.pop_front() {
+            let outputs = self.replica.step(input);
+            for output in outputs {
+                self.carry_out(output);
+            }
+        }
+    }
+
+    fn carry_out(&mut self, output: Output) {
+        match output {
+            Output::Send { to, msg } => self.send(to, &msg),
+            Output::WriteSlot(state) => {
+                // Slot writes are rare (elections) and must be durable before
+                // the vote is used: written and synced in place.
+                let record = SlotRecord {
+                    state,
+                    incarnation: self.incarnation,
+                };
+                if let Err(e) = self.slot.write(&record) {
+                    self.fail(format!("slot file write failed: {e}"));
+                    return;
+                }
+                self.pending.push_back(Input::SlotDurable {
+                    generation: state.generation,
+                });
+            }
+            Output::AppendWal { id, entry } => {
+                if let crate::core::WalEntry::Records { records, .. } = &entry {
+                    let n = records.len() as u64;
+                    self.metrics.records_written.fetch_add(n, Ordering::Relaxed);
+                }
+                match entry::encode(&entry) {
+                    Ok(frame) => {
+                        self.wal_frames.push(frame);
+                        debug_assert!(self.wal_upto.is_none_or(|u| u == id));
+                        self.wal_upto = Some(id + 1);
+                    }
+                    Err(e) => self.fail(format!("cannot encode WAL entry {id}: {e}")),
+                }
+            }
+            Output::Apply { record } => {
+                let job = ApplyJob::Record {
+                    lsn: record.lsn,
+                    cmd: record.cmd,
+                };
+                self.run_job(job);
+            }
+            Output::Read { id, cmd } => self.run_job(ApplyJob::Read { id, cmd }),
+            Output::Reply { id, result } => {
+                if let Some(waiter) = self.waiting.remove(&id) {
+                    let _ = waiter.send(result.map(|r| r.output).map_err(NodeError::from));
+                }
+            }
+        }
+    }
+
+    fn run_job(&mut self, job: ApplyJob) {
+        match &self.pool {
+            Some(pool) => pool.submit(job),
+            None => {
+                // Queued, not stepped here: `step` is draining `pending`.
+                let applied = apply::run(&*self.sm, job);
+                let input = self.applied_input(applied);
+                self.pending.push_back(input);
+            }
+        }
+    }
+
+    fn send(&mut self, to: NodeId, msg: &crate::core::Message) {
+        let Some(queue) = self.peers.get(&to) else {
+            return; // not a peer this node knows an address for
+        };
+        let frame = match encode_message(msg) {
+            Ok(frame) => frame,
+            Err(e) => {
+                tracing::error!("node {}: {e}; message to {to} dropped", self.shared.id);
+                return;
+            }
+        };
+        match queue.try_send(frame) {
+            Ok(()) => {}
+            Err(TrySendError::Full(_)) | Err(TrySendError::Closed(_)) => {
+                self.shared.peer_drops.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// One WAL submission for everything this turn appended, in order.
+    fn flush_wal(&mut self) -> Result<(), NodeError> {
+        if let Some(reason) = self.shared.failure() {
+            return Err(NodeError::Failed(reason));
+        }
+        let Some(upto) = self.wal_upto.take() else {
+            return Ok(());
+        };
+        let frames = std::mem::take(&mut self.wal_frames);
+        let bytes: usize = frames.iter().map(|f| f.len()).sum();
+        self.metrics.wal_submits.fetch_add(1, Ordering::Relaxed);
+        let n = frames.len() as u64;
+        self.metrics.wal_frames.fetch_add(n, Ordering::Relaxed);
+        self.metrics
+            .wal_bytes
+            .fetch_add(bytes as u64, Ordering::Relaxed);
+        let done = self.wal_done_tx.clone();
+        let metrics = self.metrics.clone();
+        let submitted = Instant::now();
+        self.wal
+            .submit(
+                frames,
+                Box::new(move |result| {
+                    let us = submitted.elapsed().as_micros() as u64;
+                    Metrics::record(&metrics.wal_latency_us, us);
+                    let _ = done.send(result.map(|_| upto));
+                }),
+            )
+            .map_err(|e| NodeError::Failed(format!("WAL: {e}")))
+    }
+
+    fn on_wal_done(&mut self, done: WalDone) -> Result<(), NodeError> {
+        match done {
+            Ok(upto) => {
+                self.step(Input::WalDurable { upto });
+                Ok(())
+            }
+            Err(e) => {
+                // Never retried: a failed write or sync may have lost data
+                // the disk claimed to hold, so nothing more is acknowledged.
+                let reason = format!("WAL write failed: {e}");
+                self.fail(reason.clone());
+                Err(NodeError::Failed(reason))
+            }
+        }
+    }
+
+    fn on_applied(&mut self, applied: Applied) {
+        let input = self.applied_input(applied);
+        self.step(input);
+    }
+
+    /// Answers a read; the input that tells the core a job is done.
+    fn applied_input(&mut self, applied: Applied) -> Input {
+        match applied {
+            Applied::Record { lsn, result } => {
+                self.metrics.applied.fetch_add(1, Ordering::Relaxed);
+                Input::Applied { lsn, result }
+            }
+            Applied::Read { id, result } => {
+                if let Some(waiter) = self.waiting.remove(&id) {
+                    let _ = waiter.send(Ok(result));
+                }
+                Input::ReadDone { id }
+            }
+        }
+    }
+
+    fn on_inbound(&mut self, inbound: Inbound) {
+        self.metrics
+            .messages_received
+            .fetch_add(1, Ordering::Relaxed);
+        self.step(Input::Receive {
+            from: inbound.from,
+            msg: inbound.msg,
+        });
+    }
+
+    fn on_request(&mut self, request: Request) {
+        let id = self.next_id;
+        self.next_id += 1;
+        let input = match request {
+            Request::Propose { cmd, reply } => {
+                if cmd.is_empty() {
+                    let _ = reply.send(Err(NodeError::EmptyCommand));
+                    return;
+                }
+                self.metrics.proposals.fetch_add(1, Ordering::Relaxed);
+                self.waiting.insert(id, reply);
+                Input::Propose { id, cmd }
+            }
+            Request::Read { cmd, reply } => {
+                if !self.sm.classify(&cmd).read_only {
+                    let _ = reply.send(Err(NodeError::NotReadOnly));
+                    return;
+                }
+                self.metrics.reads.fetch_add(1, Ordering::Relaxed);
+                self.waiting.insert(id, reply);
+                Input::Read { id, cmd }
+            }
+            Request::Transfer { to } => Input::Transfer { to },
+            Request::Shutdown => unreachable!("handled by the loop"),
+        };
+        self.step(input);
+    }
+
+    fn fail(&mut self, reason: String) {
+        tracing::error!("node {}: {reason}; the node stops", self.shared.id);
+        self.shared.set_failure(reason);
+    }
+
+    /// Publishes who leads; answers what a lost leadership leaves behind.
+    fn publish(&mut self) {
+        let leader = self.replica.known_leader();
+        let is_leader = self.replica.established_leader().is_some();
+        self.shared
+            .leader
+            .store(leader.map_or(0, |l| l.node + 1), Ordering::Relaxed);
+        self.shared.is_leader.store(is_leader, Ordering::Relaxed);
+        self.shared
+            .term
+            .store(self.replica.vote().term, Ordering::Relaxed);
+        if self.was_leader && !is_leader {
+            // Proposals this leadership took may still commit under a later
+            // leader, or not: their outcome is unknown, and waiting on would
+            // keep callers hanging for a reply nobody will send.
+            for (_, waiter) in self.waiting.drain() {
+                let _ = waiter.send(Err(NodeError::OutcomeUnknown));
+            }
+        }
+        self.was_leader = is_leader;
+    }
+}

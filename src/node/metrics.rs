@@ -1,0 +1,92 @@
+//! Counters and latency histograms a node keeps about itself.
+
+use hdrhistogram::Histogram;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+
+/// Live figures, updated by the node's threads.
+pub struct Metrics {
+    pub proposals: AtomicU64,
+    pub reads: AtomicU64,
+    /// WAL write requests submitted (one or more frames each).
+    pub wal_submits: AtomicU64,
+    pub wal_frames: AtomicU64,
+    pub wal_bytes: AtomicU64,
+    /// Records in the leader's batches.
+    pub records_written: AtomicU64,
+    pub applied: AtomicU64,
+    pub messages_received: AtomicU64,
+    /// Submit to durable, microseconds.
+    pub wal_latency_us: Mutex<Histogram<u64>>,
+    /// Records per WAL submit carrying records.
+    pub batch_records: Mutex<Histogram<u64>>,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics {
+            proposals: AtomicU64::new(0),
+            reads: AtomicU64::new(0),
+            wal_submits: AtomicU64::new(0),
+            wal_frames: AtomicU64::new(0),
+            wal_bytes: AtomicU64::new(0),
+            records_written: AtomicU64::new(0),
+            applied: AtomicU64::new(0),
+            messages_received: AtomicU64::new(0),
+            wal_latency_us: Mutex::new(histogram()),
+            batch_records: Mutex::new(histogram()),
+        }
+    }
+}
+
+fn histogram() -> Histogram<u64> {
+    Histogram::new_with_bounds(1, 60_000_000, 3).expect("valid histogram bounds")
+}
+
+/// A copy of the figures at one moment.
+#[derive(Clone, Debug, Default)]
+pub struct MetricsSnapshot {
+    pub proposals: u64,
+    pub reads: u64,
+    pub wal_submits: u64,
+    /// Durable writes (each one sync) the WAL writer made.
+    pub wal_syncs: u64,
+    pub wal_frames: u64,
+    pub wal_bytes: u64,
+    pub records_written: u64,
+    pub applied: u64,
+    pub messages_received: u64,
+    pub messages_sent: u64,
+    pub messages_dropped: u64,
+    pub wal_p50_us: u64,
+    pub wal_p99_us: u64,
+    pub batch_records_mean: f64,
+}
+
+impl Metrics {
+    pub fn record(histogram: &Mutex<Histogram<u64>>, value: u64) {
+        if let Ok(mut h) = histogram.lock() {
+            h.saturating_record(value.max(1));
+        }
+    }
+
+    pub fn snapshot(&self) -> MetricsSnapshot {
+        let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
+        let wal = self.wal_latency_us.lock().map(|h| h.clone()).ok();
+        let batch = self.batch_records.lock().map(|h| h.mean()).unwrap_or(0.0);
+        MetricsSnapshot {
+            proposals: load(&self.proposals),
+            reads: load(&self.reads),
+            wal_submits: load(&self.wal_submits),
+            wal_frames: load(&self.wal_frames),
+            wal_bytes: load(&self.wal_bytes),
+            records_written: load(&self.records_written),
+            applied: load(&self.applied),
+            messages_received: load(&self.messages_received),
+            wal_p50_us: wal.as_ref().map_or(0, |h| h.value_at_quantile(0.5)),
+            wal_p99_us: wal.as_ref().map_or(0, |h| h.value_at_quantile(0.99)),
+            batch_records_mean: batch,
+            ..Default::default()
+        }
+    }
+}

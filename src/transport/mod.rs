@@ -1,0 +1,16 @@
+//! TCP between replicas: one connection per direction and pair. The side
+//! that connects only sends, the side that accepts only receives, so each
+//! connection has one writer and one reader and no request/response pairing.
+//!
+//! Every message is a checksummed frame (`frame::FrameKind::Message`), the
+//! first frame on a connection a `Hello` naming the cluster and both ends.
+//! Anything that does not validate closes the connection with a logged
+//! reason; the protocol resends what was lost.
+
+mod listen;
+mod peer;
+mod wire;
+
+pub use listen::{serve_connection, Inbound, HELLO_TIMEOUT};
+pub use peer::{run_peer, PeerStats, BACKOFF_MAX, BACKOFF_MIN, PEER_QUEUE_MAX};
+pub use wire::{decode_message, encode_message, FrameReader, WireError, WIRE_FRAME_MAX};
