@@ -1,6 +1,8 @@
 //! `traft bench`: measurements a user can run on their own machine.
 
+pub mod cluster;
 pub mod floor;
+pub mod net;
 pub mod wal;
 
 /// Latencies in nanoseconds, from 1 ns to a minute, 3 significant digits.

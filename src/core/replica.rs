@@ -182,6 +182,8 @@ pub struct Replica<C: Conflicts> {
     pub(super) committed: TailBitmap,
     pub(super) durable_committed: TailBitmap,
     pub(super) committed_write: Option<WriteId>,
+    /// When the last `committed` write was issued.
+    pub(super) committed_written_at: Nanos,
     pub(super) applied: TailBitmap,
     pub(super) applying: BTreeSet<Lsn>,
 
@@ -262,6 +264,7 @@ impl<C: Conflicts> Replica<C> {
             committed: TailBitmap::new(),
             durable_committed: TailBitmap::new(),
             committed_write: None,
+            committed_written_at: 0,
             applied: TailBitmap::new(),
             applying: BTreeSet::new(),
             max_term_seen: 0,
@@ -722,12 +725,26 @@ impl<C: Conflicts> Replica<C> {
         if self.committed_write.is_some() {
             return;
         }
+        // Lazily (DESIGN.md §4): with a write this step issued anyway, so
+        // it costs no sync of its own, or once a heartbeat interval has
+        // passed since the last one. A smaller durable `committed` is only
+        // more conservative; a write per commit would double the syncs on
+        // the commit path.
+        let piggyback = self
+            .out
+            .iter()
+            .any(|o| matches!(o, Output::AppendWal { .. }));
+        let due = self.now >= self.committed_written_at + self.params.heartbeat;
+        if !piggyback && !due {
+            return;
+        }
         let holdable = self.committed.intersection(&self.accepted);
         if !holdable.is_subset(&self.durable_committed) {
             let id = self.append(WalEntry::Committed {
                 committed: holdable,
             });
             self.committed_write = Some(id);
+            self.committed_written_at = self.now;
         }
     }
 

@@ -89,6 +89,8 @@ pub fn open_store(dir: &Path, options: &StoreOptions) -> Result<(Store, Durable)
         .boot(found)
         .map_err(|e| WalError::io("slot write", 0, e))?;
     let wal_dir: PathBuf = dir.join("wal");
+    // Before the preparer starts filling it.
+    std::fs::create_dir_all(&wal_dir).map_err(|e| WalError::io("create", 0, e))?;
     let storage_dir = wal_dir.clone();
     let (backend, dsync) = (options.backend, options.dsync);
     let wal_options = WalOptions {
