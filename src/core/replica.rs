@@ -392,6 +392,39 @@ impl<C: Conflicts> Replica<C> {
         std::mem::take(&mut self.out)
     }
 
+    /// Consumes several inputs, then emits what they made possible: the
+    /// same as stepping them one at a time, except that nothing is emitted
+    /// in between. Only for inputs whose handlers just record something —
+    /// proposals, reads, apply results, finished reads — so that 256
+    /// proposals become one batch and one pass over what is ready to apply,
+    /// not 256.
+    pub fn step_all(&mut self, inputs: impl IntoIterator<Item = Input>) -> Vec<Output> {
+        for input in inputs {
+            match input {
+                Input::Propose { id, cmd } => self.on_propose(id, cmd),
+                Input::Applied { lsn, result } => self.on_applied(lsn, result),
+                Input::Read { id, cmd } => self.on_read(id, cmd),
+                Input::ReadDone { id } => {
+                    self.reads_out.remove(&id);
+                }
+                other => panic!("step_all takes only recording inputs, not {other:?}"),
+            }
+        }
+        self.poll();
+        std::mem::take(&mut self.out)
+    }
+
+    /// True for the inputs `step_all` takes.
+    pub fn batchable(input: &Input) -> bool {
+        matches!(
+            input,
+            Input::Propose { .. }
+                | Input::Applied { .. }
+                | Input::Read { .. }
+                | Input::ReadDone { .. }
+        )
+    }
+
     fn on_message(&mut self, from: NodeId, msg: Message) {
         match msg {
             Message::ElectReq {

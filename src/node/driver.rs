@@ -12,7 +12,7 @@ use crate::transport::{encode_message, Inbound};
 use crate::wal::slot::SlotRecord;
 use crate::wal::{entry, GroupWal, SlotFile, WalError};
 use rkyv::util::AlignedVec;
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -43,8 +43,8 @@ pub(super) struct Driver<S: StateMachine> {
     /// Requests accepted and not yet answered.
     pub waiting: HashMap<ProposalId, oneshot::Sender<Result<Vec<u8>, NodeError>>>,
     pub next_id: ProposalId,
-    /// Inputs produced while carrying out outputs (slot writes, inline apply).
-    pub pending: VecDeque<Input>,
+    /// Inputs waiting to be stepped, in arrival order.
+    pub inbox: Vec<Input>,
     pub wal_frames: Vec<AlignedVec>,
     pub wal_upto: Option<WriteId>,
     pub was_leader: bool,
@@ -108,19 +108,35 @@ impl<S: StateMachine> Driver<S> {
                 }
             }
             let now = self.now();
-            self.step(Input::Tick { now });
+            self.inbox.push(Input::Tick { now });
+            self.process();
             self.flush_wal()?;
             self.publish();
         }
     }
 
-    /// Steps one input and carries out everything it leads to.
-    fn step(&mut self, input: Input) {
-        self.pending.push_back(input);
-        while let Some(input) = self.pending.pop_front() {
-            let outputs = self.replica.step(input);
-            for output in outputs {
-                self.carry_out(output);
+    /// Steps every input in the inbox, in order, and carries out what they
+    /// lead to (which may queue more). Runs of recording inputs (proposals,
+    /// apply results) go in through one `step_all`.
+    fn process(&mut self) {
+        while !self.inbox.is_empty() {
+            let inputs = std::mem::take(&mut self.inbox);
+            let mut run = Vec::new();
+            for input in inputs {
+                if Replica::<Classifier<S>>::batchable(&input) {
+                    run.push(input);
+                    continue;
+                }
+                if !run.is_empty() {
+                    let outputs = self.replica.step_all(std::mem::take(&mut run));
+                    outputs.into_iter().for_each(|o| self.carry_out(o));
+                }
+                let outputs = self.replica.step(input);
+                outputs.into_iter().for_each(|o| self.carry_out(o));
+            }
+            if !run.is_empty() {
+                let outputs = self.replica.step_all(run);
+                outputs.into_iter().for_each(|o| self.carry_out(o));
             }
         }
     }
@@ -139,7 +155,7 @@ impl<S: StateMachine> Driver<S> {
                     self.fail(format!("slot file write failed: {e}"));
                     return;
                 }
-                self.pending.push_back(Input::SlotDurable {
+                self.inbox.push(Input::SlotDurable {
                     generation: state.generation,
                 });
             }
@@ -177,10 +193,8 @@ impl<S: StateMachine> Driver<S> {
         match &self.pool {
             Some(pool) => pool.submit(job),
             None => {
-                // Queued, not stepped here: `step` is draining `pending`.
                 let applied = apply::run(&*self.sm, job);
-                let input = self.applied_input(applied);
-                self.pending.push_back(input);
+                self.on_applied(applied);
             }
         }
     }
@@ -238,7 +252,7 @@ impl<S: StateMachine> Driver<S> {
     fn on_wal_done(&mut self, done: WalDone) -> Result<(), NodeError> {
         match done {
             Ok(upto) => {
-                self.step(Input::WalDurable { upto });
+                self.inbox.push(Input::WalDurable { upto });
                 Ok(())
             }
             Err(e) => {
@@ -251,14 +265,9 @@ impl<S: StateMachine> Driver<S> {
         }
     }
 
+    /// Answers a read; queues the input that tells the core a job is done.
     fn on_applied(&mut self, applied: Applied) {
-        let input = self.applied_input(applied);
-        self.step(input);
-    }
-
-    /// Answers a read; the input that tells the core a job is done.
-    fn applied_input(&mut self, applied: Applied) -> Input {
-        match applied {
+        let input = match applied {
             Applied::Record { lsn, result } => {
                 self.metrics.applied.fetch_add(1, Ordering::Relaxed);
                 Input::Applied { lsn, result }
@@ -269,14 +278,15 @@ impl<S: StateMachine> Driver<S> {
                 }
                 Input::ReadDone { id }
             }
-        }
+        };
+        self.inbox.push(input);
     }
 
     fn on_inbound(&mut self, inbound: Inbound) {
         self.metrics
             .messages_received
             .fetch_add(1, Ordering::Relaxed);
-        self.step(Input::Receive {
+        self.inbox.push(Input::Receive {
             from: inbound.from,
             msg: inbound.msg,
         });
@@ -307,7 +317,7 @@ impl<S: StateMachine> Driver<S> {
             Request::Transfer { to } => Input::Transfer { to },
             Request::Shutdown => unreachable!("handled by the loop"),
         };
-        self.step(input);
+        self.inbox.push(input);
     }
 
     fn fail(&mut self, reason: String) {

@@ -21,7 +21,7 @@ use crate::core::{Config, ProposeError, Replica};
 use crate::ids::NodeId;
 use crate::transport::{self, PeerStats, PEER_QUEUE_MAX};
 use crate::wal::{open_store, GroupWriter, Store, WalError};
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::thread::JoinHandle;
@@ -191,7 +191,7 @@ impl Node {
             wal_done_tx,
             waiting: HashMap::new(),
             next_id: 1,
-            pending: VecDeque::new(),
+            inbox: Vec::new(),
             wal_frames: Vec::new(),
             wal_upto: None,
             was_leader: false,

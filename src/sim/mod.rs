@@ -217,6 +217,15 @@ struct Node {
     kv: KvState,
     /// Apply outputs waiting for their `ApplyDone`.
     applying: BTreeMap<u64, crate::frame::Record>,
+    /// Recording inputs held back to go in together through `step_all`
+    /// before this node's next other input, as a runtime batches them.
+    held: Vec<Held>,
+}
+
+enum Held {
+    Input(Input),
+    /// An apply that finishes when the held inputs go in.
+    Apply(u64),
 }
 
 enum ClientState {
@@ -308,6 +317,7 @@ impl Sim {
                     disk: disk::Disk::default(),
                     kv: KvState::default(),
                     applying: BTreeMap::new(),
+                    held: Vec::new(),
                 },
             );
             sim.schedule(0, Event::Restart(id));
@@ -446,9 +456,14 @@ impl Sim {
             } => {
                 let n = self.nodes.get_mut(&node).expect("node");
                 if n.incarnation == incarnation && n.replica.is_some() {
-                    let record = n.applying.remove(&lsn).expect("apply in flight");
-                    let result = n.kv.apply(&record.cmd);
-                    self.step(node, Input::Applied { lsn, result })?;
+                    if self.random(2) == 0 {
+                        let n = self.nodes.get_mut(&node).expect("node");
+                        n.held.push(Held::Apply(lsn));
+                    } else {
+                        // The state machine changed: the core learns it now.
+                        let result = self.finish_apply(node, lsn);
+                        self.step_now(node, Input::Applied { lsn, result })?;
+                    }
                     // A full serial replay is costly: check every 256th apply and at the end.
                     if lsn % 256 == 0 {
                         self.check_state(node)?;
@@ -580,6 +595,7 @@ impl Sim {
         self.report.crashes += 1;
         // Everything not durable is lost; a write in flight is torn.
         n.replica = None;
+        n.held.clear();
         n.incarnation += 1;
         n.disk.crash();
         n.kv = KvState::default();
@@ -608,10 +624,47 @@ impl Sim {
     }
 
     fn step(&mut self, node: NodeId, input: Input) -> Result<(), Violation> {
+        if Replica::<KvConflicts>::batchable(&input) && self.random(2) == 0 {
+            let n = self.nodes.get_mut(&node).expect("node");
+            n.held.push(Held::Input(input));
+            return Ok(());
+        }
+        self.step_now(node, input)
+    }
+
+    /// Steps the held inputs, then `input`.
+    fn step_now(&mut self, node: NodeId, input: Input) -> Result<(), Violation> {
+        let held = std::mem::take(&mut self.nodes.get_mut(&node).expect("node").held);
+        if !held.is_empty() {
+            let inputs: Vec<Input> = held
+                .into_iter()
+                .map(|h| match h {
+                    Held::Input(input) => input,
+                    Held::Apply(lsn) => Input::Applied {
+                        lsn,
+                        result: self.finish_apply(node, lsn),
+                    },
+                })
+                .collect();
+            let replica = self.nodes.get_mut(&node).expect("node").replica.as_mut();
+            let outputs = replica.expect("live replica").step_all(inputs);
+            self.after_step(node, outputs)?;
+        }
+        let replica = self.nodes.get_mut(&node).expect("node").replica.as_mut();
+        let outputs = replica.expect("live replica").step(input);
+        self.after_step(node, outputs)
+    }
+
+    /// Applies the record whose apply was handed out at `lsn`.
+    fn finish_apply(&mut self, node: NodeId, lsn: u64) -> Vec<u8> {
         let n = self.nodes.get_mut(&node).expect("node");
-        let incarnation = n.incarnation;
-        let replica = n.replica.as_mut().expect("live replica");
-        let outputs = replica.step(input);
+        let record = n.applying.remove(&lsn).expect("apply in flight");
+        n.kv.apply(&record.cmd)
+    }
+
+    /// Checks the invariants after a step and carries out its outputs.
+    fn after_step(&mut self, node: NodeId, outputs: Vec<Output>) -> Result<(), Violation> {
+        let incarnation = self.nodes[&node].incarnation;
         if self.trace {
             for o in &outputs {
                 if !matches!(

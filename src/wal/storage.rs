@@ -197,8 +197,10 @@ impl Storage for MemStorage {
             .segments
             .get_mut(&index)
             .ok_or_else(|| missing(index))?;
-        segment.durable = segment.visible();
-        segment.pending.clear();
+        // In place, in write order: a later write over the same bytes wins.
+        for (offset, data) in std::mem::take(&mut segment.pending) {
+            segment.durable[offset..offset + data.len()].copy_from_slice(&data);
+        }
         Ok(())
     }
 }
