@@ -8,6 +8,7 @@ pub mod core;
 pub mod frame;
 pub mod ids;
 pub mod node;
+pub mod resp;
 pub mod sim;
 pub mod transport;
 pub mod wal;

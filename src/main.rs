@@ -17,6 +17,8 @@ enum Command {
     /// Benchmark a 3-replica durable cluster on loopback (with no
     /// subcommand), the WAL, or the disk's durable-append floor.
     Bench(cli::bench::BenchArgs),
+    /// Run one replica with a RESP2 (Redis protocol) front end.
+    Serve(cli::serve::ServeArgs),
     /// Run the deterministic simulator over a range of seeds.
     Sim(SimArgs),
     /// Inspect a WAL directory.
@@ -71,6 +73,7 @@ fn main() -> Result<()> {
         .init();
     match Cli::parse().command {
         Command::Bench(args) => cli::bench::run(args),
+        Command::Serve(args) => cli::serve::run(args),
         Command::Sim(args) => sim(args),
         Command::Wal(command) => cli::wal::run(command),
     }

@@ -56,7 +56,7 @@ struct ClusterArgs {
     #[arg(long, default_value = "uring")]
     backend: String,
     /// Apply threads per replica (0: on the replica's own thread).
-    #[arg(long, default_value_t = 1)]
+    #[arg(long, default_value_t = 0)]
     apply_workers: usize,
     /// Directory for the replicas' data (default: a fresh temporary directory).
     #[arg(long)]

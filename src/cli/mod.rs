@@ -2,6 +2,7 @@
 
 pub mod bench;
 pub mod floor;
+pub mod serve;
 pub mod wal;
 pub mod wal_bench;
 

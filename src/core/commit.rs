@@ -5,8 +5,10 @@
 use super::deps::Conflicts;
 use super::io::{Output, ProposalId, ProposeError, Reply};
 use super::replica::{MergeState, Replica, Role};
+use crate::bitmap::TailBitmap;
 use crate::frame::Record;
 use crate::ids::{LeaderId, Lsn};
+use std::collections::{BTreeSet, HashMap};
 
 impl<C: Conflicts> Replica<C> {
     /// Marks committed what a quorum of this leadership acked.
@@ -72,19 +74,51 @@ impl<C: Conflicts> Replica<C> {
     }
 
     /// Emits every committed record whose deps are applied.
+    ///
+    /// Incremental, so a long backlog costs each record a few looks rather
+    /// than one look per poll: a committed LSN is examined once when it
+    /// first shows up (`committed` minus what was examined), then again
+    /// only when something it waits for happens — the first dep it lacks
+    /// is applied (`parked`), a read that holds it back finishes, a record
+    /// it lacked arrives — or when a base replaces the log (a full rescan).
     pub(super) fn poll_apply(&mut self) {
-        let waiting = self.committed.difference(&self.applied);
+        if self.apply.epoch != self.log_epoch {
+            self.apply
+                .reset(self.log_epoch, &self.applied, &self.applying);
+        }
+        let mut candidates: Vec<Lsn> = self
+            .committed
+            .difference(&self.apply.examined)
+            .iter()
+            .collect();
+        candidates.append(&mut self.apply.woken);
+        if !self.apply.missing.is_empty() && self.apply.arrivals != self.apply.arrivals_seen {
+            candidates.extend(std::mem::take(&mut self.apply.missing));
+        }
+        self.apply.arrivals_seen = self.apply.arrivals;
+        if self.apply.reads_changed {
+            self.apply.reads_changed = false;
+            candidates.extend(std::mem::take(&mut self.apply.held));
+        }
         let mut ready: Vec<Record> = Vec::new();
-        for lsn in waiting.iter() {
-            if self.applying.contains(&lsn) {
+        for lsn in candidates {
+            self.apply.examined.insert(lsn).expect("valid LSN");
+            if self.applied.contains(lsn) || self.applying.contains(&lsn) {
                 continue;
             }
             let Some(record) = self.record_at(lsn) else {
+                self.apply.missing.push(lsn);
                 continue;
             };
-            if record.deps.is_subset(&self.applied) && !self.held_by_reads(&record.cmd) {
-                ready.push(record.clone());
+            if let Some(dep) = record.deps.difference(&self.applied).iter().next() {
+                self.apply.parked.entry(dep).or_default().push(lsn);
+                continue;
             }
+            if self.held_by_reads(&record.cmd) {
+                self.apply.held.push(lsn);
+                continue;
+            }
+            ready.push(record.clone());
         }
         for record in ready {
             self.applying.insert(record.lsn);
@@ -98,6 +132,9 @@ impl<C: Conflicts> Replica<C> {
             "LSN {lsn} applied but never handed out"
         );
         self.applied.insert(lsn).expect("valid LSN");
+        if let Some(mut waiting) = self.apply.parked.remove(&lsn) {
+            self.apply.woken.append(&mut waiting);
+        }
         let author = self.record_at(lsn).map(|r| r.author);
         let waiting: Vec<_> = self
             .proposals
@@ -117,5 +154,46 @@ impl<C: Conflicts> Replica<C> {
                 self.reply(id, Err(ProposeError::OutcomeUnknown));
             }
         }
+    }
+}
+
+/// What `poll_apply` remembers between polls.
+#[derive(Default)]
+pub(super) struct ApplyScan {
+    /// The log epoch this bookkeeping belongs to.
+    pub epoch: u64,
+    /// Committed LSNs looked at since the last reset.
+    pub examined: TailBitmap,
+    /// Records waiting for an LSN (the key) to be applied.
+    pub parked: HashMap<Lsn, Vec<Lsn>>,
+    /// Woken by an apply: look again.
+    pub woken: Vec<Lsn>,
+    /// Committed, but the record is not here yet: look again once records
+    /// arrive.
+    pub missing: Vec<Lsn>,
+    /// Records put in the log or in flight to it, ever; and that count at
+    /// the last poll.
+    pub arrivals: u64,
+    pub arrivals_seen: u64,
+    /// Held back by a read in progress.
+    pub held: Vec<Lsn>,
+    /// A read finished: look at the held records again.
+    pub reads_changed: bool,
+}
+
+impl ApplyScan {
+    /// Forgets everything but what is applied or being applied: a base
+    /// replaced the log, so every other committed LSN is looked at again.
+    fn reset(&mut self, epoch: u64, applied: &TailBitmap, applying: &BTreeSet<Lsn>) {
+        let mut examined = applied.clone();
+        for &lsn in applying {
+            examined.insert(lsn).expect("valid LSN");
+        }
+        *self = ApplyScan {
+            epoch,
+            examined,
+            arrivals: self.arrivals,
+            ..ApplyScan::default()
+        };
     }
 }

@@ -186,6 +186,7 @@ pub struct Replica<C: Conflicts> {
     pub(super) committed_written_at: Nanos,
     pub(super) applied: TailBitmap,
     pub(super) applying: BTreeSet<Lsn>,
+    pub(super) apply: super::commit::ApplyScan,
 
     pub(super) max_term_seen: u64,
     pub(super) role: Role,
@@ -267,6 +268,7 @@ impl<C: Conflicts> Replica<C> {
             committed_written_at: 0,
             applied: TailBitmap::new(),
             applying: BTreeSet::new(),
+            apply: Default::default(),
             max_term_seen: 0,
             role: Role::Follower,
             following: Following::default(),
@@ -383,9 +385,7 @@ impl<C: Conflicts> Replica<C> {
             Input::Propose { id, cmd } => self.on_propose(id, cmd),
             Input::Applied { lsn, result } => self.on_applied(lsn, result),
             Input::Read { id, cmd } => self.on_read(id, cmd),
-            Input::ReadDone { id } => {
-                self.reads_out.remove(&id);
-            }
+            Input::ReadDone { id } => self.on_read_done(id),
             Input::Transfer { to } => self.on_transfer(to),
         }
         self.poll();
@@ -404,14 +404,17 @@ impl<C: Conflicts> Replica<C> {
                 Input::Propose { id, cmd } => self.on_propose(id, cmd),
                 Input::Applied { lsn, result } => self.on_applied(lsn, result),
                 Input::Read { id, cmd } => self.on_read(id, cmd),
-                Input::ReadDone { id } => {
-                    self.reads_out.remove(&id);
-                }
+                Input::ReadDone { id } => self.on_read_done(id),
                 other => panic!("step_all takes only recording inputs, not {other:?}"),
             }
         }
         self.poll();
         std::mem::take(&mut self.out)
+    }
+
+    fn on_read_done(&mut self, id: ProposalId) {
+        self.reads_out.remove(&id);
+        self.apply.reads_changed = true;
     }
 
     /// True for the inputs `step_all` takes.
@@ -514,12 +517,14 @@ impl<C: Conflicts> Replica<C> {
             WalEntry::Records { records, .. } => {
                 for r in records {
                     self.unsynced.insert(r.lsn, r.clone());
+                    self.apply.arrivals += 1;
                 }
             }
             WalEntry::Base { records, .. } => {
                 self.unsynced.clear();
                 for r in records {
                     self.unsynced.insert(r.lsn, r.clone());
+                    self.apply.arrivals += 1;
                 }
             }
             WalEntry::Committed { .. } => {}
@@ -656,6 +661,7 @@ impl<C: Conflicts> Replica<C> {
                     for r in records {
                         self.accepted.insert(r.lsn).expect("valid LSN");
                         self.log.insert(r.lsn, r);
+                        self.apply.arrivals += 1;
                     }
                 }
             }
@@ -675,6 +681,7 @@ impl<C: Conflicts> Replica<C> {
                 }
                 for r in records {
                     self.log.insert(r.lsn, r);
+                    self.apply.arrivals += 1;
                 }
                 self.accepted = self.log.keys().copied().collect();
                 self.committer = committer;

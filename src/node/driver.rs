@@ -336,6 +336,13 @@ impl<S: StateMachine> Driver<S> {
         self.shared
             .term
             .store(self.replica.vote().term, Ordering::Relaxed);
+        let (committed, applied) = (self.replica.committed(), self.replica.applied());
+        self.shared
+            .committed
+            .store(committed.count(), Ordering::Relaxed);
+        self.shared
+            .applied
+            .store(applied.count(), Ordering::Relaxed);
         if self.was_leader && !is_leader {
             // Proposals this leadership took may still commit under a later
             // leader, or not: their outcome is unknown, and waiting on would

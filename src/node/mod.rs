@@ -81,6 +81,9 @@ pub(crate) struct Shared {
     pub is_leader: AtomicBool,
     pub term: AtomicU64,
     pub peer_drops: AtomicU64,
+    /// LSNs known committed and applied here.
+    pub committed: AtomicU64,
+    pub applied: AtomicU64,
     failure: Mutex<Option<String>>,
 }
 
@@ -155,6 +158,8 @@ impl Node {
             is_leader: AtomicBool::new(false),
             term: AtomicU64::new(0),
             peer_drops: AtomicU64::new(0),
+            committed: AtomicU64::new(0),
+            applied: AtomicU64::new(0),
             failure: Mutex::new(None),
         });
         let metrics = Arc::new(Metrics::default());
@@ -302,6 +307,14 @@ impl Node {
 
     pub fn term(&self) -> u64 {
         self.shared.term.load(Ordering::Relaxed)
+    }
+
+    /// How many LSNs this node knows committed, and has applied.
+    pub fn positions(&self) -> (u64, u64) {
+        (
+            self.shared.committed.load(Ordering::Relaxed),
+            self.shared.applied.load(Ordering::Relaxed),
+        )
     }
 
     /// Why the node stopped, if it failed.
