@@ -78,8 +78,8 @@ impl<C: Conflicts> Replica<C> {
     /// Incremental, so a long backlog costs each record a few looks rather
     /// than one look per poll: a committed LSN is examined once when it
     /// first shows up (`committed` minus what was examined), then again
-    /// only when something it waits for happens — the first dep it lacks
-    /// is applied (`parked`), a read that holds it back finishes, a record
+    /// only when something it waits for happens — the greatest dep it
+    /// lacks is applied (`parked`), a read that holds it back finishes, a record
     /// it lacked arrives — or when a base replaces the log (a full rescan).
     pub(super) fn poll_apply(&mut self) {
         if self.apply.epoch != self.log_epoch {
@@ -110,7 +110,10 @@ impl<C: Conflicts> Replica<C> {
                 self.apply.missing.push(lsn);
                 continue;
             };
-            if let Some(dep) = record.deps.difference(&self.applied).iter().next() {
+            // Parked under the greatest dep it lacks: deps of deps come
+            // first, so that one is applied last and the record wakes once
+            // (the least would wake a strict chain once per record before it).
+            if let Some(dep) = record.deps.difference(&self.applied).max() {
                 self.apply.parked.entry(dep).or_default().push(lsn);
                 continue;
             }

@@ -163,6 +163,7 @@ impl<S: StateMachine> Driver<S> {
                 if let crate::core::WalEntry::Records { records, .. } = &entry {
                     let n = records.len() as u64;
                     self.metrics.records_written.fetch_add(n, Ordering::Relaxed);
+                    Metrics::record(&self.metrics.batch_records, n);
                 }
                 match entry::encode(&entry) {
                     Ok(frame) => {
