@@ -8,6 +8,7 @@
 use crate::bitmap::TailBitmap;
 use crate::ids::Lsn;
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 /// What a command touches: its conflict keys (hashes; a collision only adds a
 /// dependency) and whether it only reads.
@@ -41,7 +42,33 @@ pub struct DepsIndex {
     /// The H9a mutant: barriers are ordinary records.
     ignore_barriers: bool,
     barrier: Lsn,
-    keys: HashMap<u64, KeyState>,
+    keys: HashMap<u64, KeyState, BuildHasherDefault<KeyHasher>>,
+}
+
+/// Conflict keys are hashes already (`Conflicts::classify`): the map uses
+/// them as they are instead of hashing them again with SipHash.
+#[derive(Default)]
+struct KeyHasher(u64);
+
+impl Hasher for KeyHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        // Only `write_u64` is used; fold anything else in, to stay correct.
+        for &b in bytes {
+            self.0 = self.0.rotate_left(8) ^ b as u64;
+        }
+    }
+
+    fn write_u64(&mut self, key: u64) {
+        // Spread the bits: a state machine may hand out small, sequential
+        // or aligned keys.
+        let mut x = key ^ (key >> 33);
+        x = x.wrapping_mul(0xff51_afd7_ed55_8ccd);
+        self.0 = x ^ (x >> 33);
+    }
 }
 
 impl DepsIndex {
@@ -52,7 +79,7 @@ impl DepsIndex {
             ignore_reads: false,
             ignore_barriers: false,
             barrier: 0,
-            keys: HashMap::new(),
+            keys: HashMap::default(),
         }
     }
 

@@ -379,7 +379,12 @@ impl<C: Conflicts> Replica<C> {
                 .config
                 .is_quorum(|n| n == me || followers.get(&n).is_some_and(|p| p.echoed_seq >= seq));
             if quorum {
-                if let Some(&sent) = leader.sent_at.get(&seq) {
+                let sent = if self.mutations.lease_from_latest_send {
+                    leader.sent_at.values().max()
+                } else {
+                    leader.sent_at.get(&seq)
+                };
+                if let Some(&sent) = sent {
                     leader.lease_until = leader.lease_until.max(sent + lease);
                 }
                 leader.sent_at.retain(|&s, _| s >= seq);

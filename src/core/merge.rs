@@ -188,6 +188,9 @@ impl<C: Conflicts> Replica<C> {
             return;
         }
         leader.merge = MergeState::Established;
+        if self.mutations.lease_at_election {
+            leader.lease_until = self.now + self.params.lease();
+        }
         leader.base = own.clone();
         leader.own_acked = own;
         leader.next_lsn = next_lsn;

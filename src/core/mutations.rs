@@ -77,6 +77,11 @@ pub struct Mutations {
     pub no_slot_rewrite: bool,
     /// N6: slot writes are pipelined instead of one at a time.
     pub pipeline_slot_writes: bool,
+    /// H8: a new leader's lease starts at its election.
+    pub lease_at_election: bool,
+    /// S4: a quorum echo extends the lease from the leader's latest send,
+    /// not from the send time of the seq echoed.
+    pub lease_from_latest_send: bool,
     /// Classic Raft's one vote per term instead of greater-or-equal voting.
     /// Not a mutant: the baseline the "less conflict" measurement compares to.
     pub classic_vote: bool,
@@ -84,6 +89,16 @@ pub struct Mutations {
 
 /// Every mutant: (scenario id, name, the rule it removes).
 pub const MUTANTS: &[(&str, &str, &str)] = &[
+    (
+        "H8",
+        "lease-at-election",
+        "a lease never starts at a vote: only at the send time of a quorum-echoed seq",
+    ),
+    (
+        "S4",
+        "lease-from-latest-send",
+        "the lease starts at the send time of the greatest seq a quorum echoed",
+    ),
     (
         "N8a",
         "accept-stale-replies",
@@ -299,6 +314,8 @@ impl Mutations {
             "R1b" => m.vote_from_slot_alone = true,
             "N3" => m.no_slot_rewrite = true,
             "N6" => m.pipeline_slot_writes = true,
+            "H8" => m.lease_at_election = true,
+            "S4" => m.lease_from_latest_send = true,
             _ => return None,
         }
         Some(m)

@@ -41,13 +41,33 @@ pub(super) struct Driver<S: StateMachine> {
     pub metrics: Arc<Metrics>,
     pub wal_done_tx: mpsc::UnboundedSender<WalDone>,
     /// Requests accepted and not yet answered.
-    pub waiting: HashMap<ProposalId, oneshot::Sender<Result<Vec<u8>, NodeError>>>,
+    pub waiting: HashMap<ProposalId, Waiter>,
     pub next_id: ProposalId,
     /// Inputs waiting to be stepped, in arrival order.
     pub inbox: Vec<Input>,
     pub wal_frames: Vec<AlignedVec>,
     pub wal_upto: Option<WriteId>,
     pub was_leader: bool,
+}
+
+/// A caller waiting for its request's answer.
+pub(super) struct Waiter {
+    reply: oneshot::Sender<Result<Vec<u8>, NodeError>>,
+    since: Instant,
+    read: bool,
+}
+
+impl Waiter {
+    fn answer(self, result: Result<Vec<u8>, NodeError>, metrics: &Metrics) {
+        let us = self.since.elapsed().as_micros() as u64;
+        let histogram = if self.read {
+            &metrics.read_latency_us
+        } else {
+            &metrics.proposal_latency_us
+        };
+        Metrics::record(histogram, us);
+        let _ = self.reply.send(result);
+    }
 }
 
 pub(super) struct Channels {
@@ -184,7 +204,8 @@ impl<S: StateMachine> Driver<S> {
             Output::Read { id, cmd } => self.run_job(ApplyJob::Read { id, cmd }),
             Output::Reply { id, result } => {
                 if let Some(waiter) = self.waiting.remove(&id) {
-                    let _ = waiter.send(result.map(|r| r.output).map_err(NodeError::from));
+                    let result = result.map(|r| r.output).map_err(NodeError::from);
+                    waiter.answer(result, &self.metrics);
                 }
             }
         }
@@ -275,7 +296,7 @@ impl<S: StateMachine> Driver<S> {
             }
             Applied::Read { id, result } => {
                 if let Some(waiter) = self.waiting.remove(&id) {
-                    let _ = waiter.send(Ok(result));
+                    waiter.answer(Ok(result), &self.metrics);
                 }
                 Input::ReadDone { id }
             }
@@ -303,7 +324,9 @@ impl<S: StateMachine> Driver<S> {
                     return;
                 }
                 self.metrics.proposals.fetch_add(1, Ordering::Relaxed);
-                self.waiting.insert(id, reply);
+                let since = Instant::now();
+                let read = false;
+                self.waiting.insert(id, Waiter { reply, since, read });
                 Input::Propose { id, cmd }
             }
             Request::Read { cmd, reply } => {
@@ -312,7 +335,9 @@ impl<S: StateMachine> Driver<S> {
                     return;
                 }
                 self.metrics.reads.fetch_add(1, Ordering::Relaxed);
-                self.waiting.insert(id, reply);
+                let since = Instant::now();
+                let read = true;
+                self.waiting.insert(id, Waiter { reply, since, read });
                 Input::Read { id, cmd }
             }
             Request::Transfer { to } => Input::Transfer { to },
@@ -349,7 +374,7 @@ impl<S: StateMachine> Driver<S> {
             // leader, or not: their outcome is unknown, and waiting on would
             // keep callers hanging for a reply nobody will send.
             for (_, waiter) in self.waiting.drain() {
-                let _ = waiter.send(Err(NodeError::OutcomeUnknown));
+                waiter.answer(Err(NodeError::OutcomeUnknown), &self.metrics);
             }
         }
         self.was_leader = is_leader;

@@ -20,6 +20,10 @@ pub struct Metrics {
     pub wal_latency_us: Mutex<Histogram<u64>>,
     /// Records per WAL submit carrying records.
     pub batch_records: Mutex<Histogram<u64>>,
+    /// A proposal's time in the node: taken to answered, microseconds.
+    pub proposal_latency_us: Mutex<Histogram<u64>>,
+    /// A read's time in the node, microseconds.
+    pub read_latency_us: Mutex<Histogram<u64>>,
 }
 
 impl Default for Metrics {
@@ -35,6 +39,8 @@ impl Default for Metrics {
             messages_received: AtomicU64::new(0),
             wal_latency_us: Mutex::new(histogram()),
             batch_records: Mutex::new(histogram()),
+            proposal_latency_us: Mutex::new(histogram()),
+            read_latency_us: Mutex::new(histogram()),
         }
     }
 }
@@ -61,6 +67,10 @@ pub struct MetricsSnapshot {
     pub wal_p50_us: u64,
     pub wal_p99_us: u64,
     pub batch_records_mean: f64,
+    pub proposal_p50_us: u64,
+    pub proposal_p99_us: u64,
+    pub read_p50_us: u64,
+    pub read_p99_us: u64,
 }
 
 impl Metrics {
@@ -74,6 +84,13 @@ impl Metrics {
         let load = |c: &AtomicU64| c.load(Ordering::Relaxed);
         let wal = self.wal_latency_us.lock().map(|h| h.clone()).ok();
         let batch = self.batch_records.lock().map(|h| h.mean()).unwrap_or(0.0);
+        let quantiles = |h: &Mutex<Histogram<u64>>| {
+            h.lock()
+                .map(|h| (h.value_at_quantile(0.5), h.value_at_quantile(0.99)))
+                .unwrap_or((0, 0))
+        };
+        let (proposal_p50_us, proposal_p99_us) = quantiles(&self.proposal_latency_us);
+        let (read_p50_us, read_p99_us) = quantiles(&self.read_latency_us);
         MetricsSnapshot {
             proposals: load(&self.proposals),
             reads: load(&self.reads),
@@ -86,6 +103,10 @@ impl Metrics {
             wal_p50_us: wal.as_ref().map_or(0, |h| h.value_at_quantile(0.5)),
             wal_p99_us: wal.as_ref().map_or(0, |h| h.value_at_quantile(0.99)),
             batch_records_mean: batch,
+            proposal_p50_us,
+            proposal_p99_us,
+            read_p50_us,
+            read_p99_us,
             ..Default::default()
         }
     }

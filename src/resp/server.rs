@@ -191,6 +191,7 @@ fn info_text(node: &Node) -> String {
     format!(
         "# Replication\r\nrole:{role}\r\nnode_id:{}\r\nleader:{leader}\r\nterm:{}\r\ncommitted_lsns:{committed}\r\napplied_lsns:{applied}\r\n\
          # Log\r\nproposals:{}\r\nreads:{}\r\nwal_submits:{}\r\nwal_syncs:{}\r\nwal_frames:{}\r\nwal_bytes:{}\r\nwal_latency_p50_us:{}\r\nwal_latency_p99_us:{}\r\nrecords_per_batch_mean:{:.2}\r\n\
+         proposal_latency_p50_us:{}\r\nproposal_latency_p99_us:{}\r\nread_latency_p50_us:{}\r\nread_latency_p99_us:{}\r\n\
          # Network\r\nmessages_sent:{}\r\nmessages_received:{}\r\nmessages_dropped:{}\r\n",
         node.id(),
         node.term(),
@@ -203,6 +204,10 @@ fn info_text(node: &Node) -> String {
         m.wal_p50_us,
         m.wal_p99_us,
         m.batch_records_mean,
+        m.proposal_p50_us,
+        m.proposal_p99_us,
+        m.read_p50_us,
+        m.read_p99_us,
         m.messages_sent,
         m.messages_received,
         m.messages_dropped,

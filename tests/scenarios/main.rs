@@ -105,5 +105,6 @@ mod deps;
 mod election;
 mod forward;
 mod merge;
+mod read;
 mod seed_readme;
 mod transfer;
