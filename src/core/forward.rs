@@ -363,7 +363,11 @@ impl<C: Conflicts> Replica<C> {
     /// has echoed (DESIGN.md §3.5).
     pub(super) fn update_lease(&mut self) {
         let me = self.id;
-        let lease = self.params.lease();
+        let lease = if self.mutations.lease_ignores_drift {
+            self.params.t_min * (1_000_000 - self.params.rho_ppm) / 1_000_000
+        } else {
+            self.params.lease()
+        };
         let Role::Leader(leader) = &mut self.role else {
             return;
         };

@@ -82,6 +82,9 @@ pub struct Mutations {
     /// S4: a quorum echo extends the lease from the leader's latest send,
     /// not from the send time of the seq echoed.
     pub lease_from_latest_send: bool,
+    /// N7: the lease lasts `T_min (1 − ρ)`, forgetting that the followers'
+    /// clocks may run fast.
+    pub lease_ignores_drift: bool,
     /// Classic Raft's one vote per term instead of greater-or-equal voting.
     /// Not a mutant: the baseline the "less conflict" measurement compares to.
     pub classic_vote: bool,
@@ -93,6 +96,11 @@ pub const MUTANTS: &[(&str, &str, &str)] = &[
         "H8",
         "lease-at-election",
         "a lease never starts at a vote: only at the send time of a quorum-echoed seq",
+    ),
+    (
+        "N7",
+        "lease-ignores-drift",
+        "the lease lasts T_min (1 - rho) / (1 + rho) of the leader's clock",
     ),
     (
         "S4",
@@ -316,6 +324,7 @@ impl Mutations {
             "N6" => m.pipeline_slot_writes = true,
             "H8" => m.lease_at_election = true,
             "S4" => m.lease_from_latest_send = true,
+            "N7" => m.lease_ignores_drift = true,
             _ => return None,
         }
         Some(m)

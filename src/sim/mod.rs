@@ -266,6 +266,8 @@ pub struct Sim {
     reads: BTreeMap<ProposalId, Nanos>,
     /// Print every event (`TRAFT_SIM_TRACE=1`).
     trace: bool,
+    /// Each replica's clock rate error in ppm, within ±ρ (DESIGN.md §3.9).
+    clock_ppm: BTreeMap<NodeId, i64>,
 }
 
 impl Sim {
@@ -287,7 +289,20 @@ impl Sim {
             transfer_timeout: 2 * t_min,
         };
         let checker = Checker::new(config.clone());
+        // Clock rates come from their own stream, so the rest of a seed's
+        // draws are those of a world without drift. The election race keeps
+        // every clock exact: it measures timers firing together.
+        let mut clock_rng = Rng::new(cfg.seed ^ 0xc10c_c10c);
+        let rho = params.rho_ppm as i64;
+        let clock_ppm = ids
+            .iter()
+            .map(|&id| {
+                let ppm = (clock_rng.next_u64() % (2 * rho as u64 + 1)) as i64 - rho;
+                (id, if cfg.race_at.is_some() { 0 } else { ppm })
+            })
+            .collect();
         let mut sim = Sim {
+            clock_ppm,
             config,
             params,
             rng,
@@ -416,7 +431,8 @@ impl Sim {
         match event {
             Event::Tick(node) => {
                 if self.nodes[&node].replica.is_some() {
-                    self.step(node, Input::Tick { now: self.now })?;
+                    let now = self.local_now(node);
+                    self.step(node, Input::Tick { now })?;
                     let next = self.now + MS + self.random(4 * MS);
                     self.schedule(next, Event::Tick(node));
                 }
@@ -609,18 +625,26 @@ impl Sim {
         }
         n.incarnation += 1;
         let seed = self.cfg.seed ^ (n.incarnation << 32);
+        let local = self.local_now(node);
+        let n = self.nodes.get_mut(&node).expect("node");
         let mutations = &self.cfg.mutations;
         let mut replica = n
             .disk
-            .boot(node, &self.config, &self.params, self.now, seed, mutations);
+            .boot(node, &self.config, &self.params, local, seed, mutations);
         if let Some(at) = self.cfg.race_at {
             replica.set_election_timer(at);
         }
         self.nodes.get_mut(&node).expect("node").replica = Some(replica);
-        self.step(node, Input::Tick { now: self.now })?;
+        self.step(node, Input::Tick { now: local })?;
         let next = self.now + MS;
         self.schedule(next, Event::Tick(node));
         Ok(())
+    }
+
+    /// What `node`'s clock reads now.
+    fn local_now(&self, node: NodeId) -> Nanos {
+        let ppm = self.clock_ppm.get(&node).copied().unwrap_or(0);
+        (self.now as i128 + self.now as i128 * ppm as i128 / 1_000_000) as Nanos
     }
 
     fn step(&mut self, node: NodeId, input: Input) -> Result<(), Violation> {

@@ -59,6 +59,9 @@ pub struct Script {
     pub violation: Option<Violation>,
     /// The node `campaign` is starting, exempt from `manual_elections`.
     campaigning: Option<NodeId>,
+    /// Clock rate errors, parts per million: a node's clock reads
+    /// `now × (1 + ppm / 10⁶)` (DESIGN.md §3.9 bounds |ppm| by ρ).
+    pub clock_ppm: BTreeMap<NodeId, i64>,
 }
 
 impl Script {
@@ -84,6 +87,7 @@ impl Script {
             next_proposal: 1,
             violation: None,
             campaigning: None,
+            clock_ppm: BTreeMap::new(),
         };
         for id in 1..=n {
             script.nodes.insert(
@@ -118,6 +122,13 @@ impl Script {
         self.now
     }
 
+    /// What `node`'s clock reads now.
+    pub fn local_now(&self, node: NodeId) -> Nanos {
+        let ppm = self.clock_ppm.get(&node).copied().unwrap_or(0);
+        let drift = self.now as i128 * ppm as i128 / 1_000_000;
+        (self.now as i128 + drift) as Nanos
+    }
+
     pub fn replica(&self, node: NodeId) -> &Replica<KvConflicts> {
         self.nodes[&node].replica.as_ref().expect("live replica")
     }
@@ -142,7 +153,8 @@ impl Script {
         let ids: Vec<NodeId> = self.nodes.keys().copied().collect();
         for id in ids {
             if self.is_up(id) {
-                self.step(id, Input::Tick { now: self.now });
+                let now = self.local_now(id);
+                self.step(id, Input::Tick { now });
             }
         }
     }
@@ -262,16 +274,18 @@ impl Script {
         let n = self.nodes.get_mut(&node).expect("node");
         n.incarnation += 1;
         let seed = node * 7919 + n.incarnation;
+        let local = self.local_now(node);
+        let n = self.nodes.get_mut(&node).expect("node");
         let replica = n.disk.boot(
             node,
             &self.config,
             &self.params,
-            self.now,
+            local,
             seed,
             &self.mutations,
         );
         n.replica = Some(replica);
-        self.step(node, Input::Tick { now: self.now });
+        self.step(node, Input::Tick { now: local });
     }
 
     /// Removes rules at `node` alone from now on.
@@ -282,7 +296,7 @@ impl Script {
 
     /// Makes `node`'s election timer fire now and lets it campaign.
     pub fn campaign(&mut self, node: NodeId) {
-        let now = self.now;
+        let now = self.local_now(node);
         self.nodes
             .get_mut(&node)
             .expect("node")

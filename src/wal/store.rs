@@ -28,7 +28,10 @@ pub enum Backend {
 pub struct StoreOptions {
     pub segment_size: usize,
     pub backend: Backend,
-    /// Durable writes through `O_DSYNC` instead of `fdatasync`.
+    /// Durable writes through `O_DSYNC` instead of `fdatasync`: the
+    /// default, since one write that is durable when it completes beats a
+    /// write and then a sync (with io_uring on this disk: 4 KiB appends p50
+    /// 189 µs against 299 µs, `traft bench wal [--dsync]`).
     pub dsync: bool,
 }
 
@@ -37,7 +40,7 @@ impl Default for StoreOptions {
         StoreOptions {
             segment_size: 64 << 20,
             backend: Backend::Uring,
-            dsync: false,
+            dsync: true,
         }
     }
 }
@@ -143,7 +146,7 @@ mod tests {
         let options = StoreOptions {
             segment_size: 1 << 20,
             backend: Backend::File,
-            dsync: false,
+            dsync: true,
         };
         let c = LeaderId::new(1, 1);
         let entries = vec![

@@ -1,6 +1,7 @@
 //! §3.5 reads: where a leader's lease may start.
 
 use crate::*;
+use traft::core::Params;
 
 /// H8: a wins (1,a) with b's grant; b has seen no forward from a, so it is
 /// not sticky and also grants c's greater (1,c). c wins with {b, c} and
@@ -98,6 +99,78 @@ fn s4_lease_from_the_echoed_send() {
 fn s4_mutant_lease_from_the_latest_send_is_caught() {
     let s = s4(Mutations {
         lease_from_latest_send: true,
+        ..Default::default()
+    });
+    assert_caught(&s, "stale read");
+}
+
+/// N7: A's clock runs slow (1 − ρ), B's and C's fast (1 + ρ). A confirms
+/// its leadership with a round at T0 (B and C echo at once) and is then cut
+/// off. B's and C's stickiness ends `T_min / (1 + ρ)` of real time after
+/// T0; one tick later C wins with B and commits k=2, and A is asked to read
+/// k. The lease `T_min (1 − ρ) / (1 + ρ)` of A's clock ended before that;
+/// the mutant's `T_min (1 − ρ)` lasts ≈ `T_min` of real time and serves the
+/// old k.
+fn n7(mutations: Mutations) -> Script {
+    // ρ = 5%: the gap the mutant opens is then wide enough for a commit and
+    // a later read.
+    let t_min = Script::params().t_min;
+    let params = Params {
+        rho_ppm: 50_000,
+        drift_allowance: 2 * t_min * 50_000 / 1_000_000 + 10 * MS,
+        ..Script::params()
+    };
+    let rho = params.rho_ppm as i64;
+    let mut s = Script::new(3, params.clone(), mutations);
+    s.clock_ppm.insert(1, -rho);
+    s.clock_ppm.insert(2, rho);
+    s.clock_ppm.insert(3, rho);
+    s.advance(params.t_min + 40 * MS);
+    elect_among(&mut s, 1, &[1, 2, 3]);
+    let id = s.propose(1, KvOp::Set { key: 1, value: 1 });
+    assert!(s.run_until(50 * MS, |s| succeeded(s, id)));
+    s.run_until(30 * MS, |_| false);
+    // T0: a round, delivered at once; then A is cut off.
+    let confirm = s.read(1, KvOp::Get { key: 1 });
+    s.deliver(|_| true);
+    assert!(s.reads.contains_key(&confirm), "the round confirmed A");
+    s.drop_where(|_| true);
+    let t0 = s.now();
+    let sticky_real = params.t_min * 1_000_000 / (1_000_000 + params.rho_ppm);
+    let no_a = |m: &InFlight| m.from != 1 && m.to != 1;
+    while s.now() <= t0 + sticky_real {
+        s.advance(MS);
+        s.deliver(no_a);
+        s.drop_where(|m| !no_a(m));
+    }
+    s.campaign(3);
+    s.deliver(no_a);
+    assert!(leads(&s, 3), "C won with B as soon as B's stickiness ended");
+    let id = s.propose(3, KvOp::Set { key: 1, value: 2 });
+    s.deliver(no_a);
+    assert!(succeeded(&s, id), "k=2 committed at once");
+    assert!(leads(&s, 1), "A, cut off, still thinks it leads");
+    s.drop_where(|m| !no_a(m));
+    s.advance(MS);
+    s.read(1, KvOp::Get { key: 1 });
+    s.drop_where(|m| !no_a(m));
+    assert!(
+        s.now() < t0 + params.t_min,
+        "still inside the mutant's lease"
+    );
+    s
+}
+
+#[test]
+fn n7_lease_allows_for_clock_drift() {
+    let s = n7(Mutations::default());
+    assert_eq!(s.violation, None);
+}
+
+#[test]
+fn n7_mutant_lease_ignoring_drift_is_caught() {
+    let s = n7(Mutations {
+        lease_ignores_drift: true,
         ..Default::default()
     });
     assert_caught(&s, "stale read");
