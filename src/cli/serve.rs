@@ -94,11 +94,12 @@ pub fn run(args: ServeArgs) -> Result<()> {
     let bind = args.listen.unwrap_or(own);
     let listener = std::net::TcpListener::bind(bind)
         .with_context(|| format!("binding the replica port {bind}"))?;
-    let node = Node::start_on(config, Arc::new(traft::apply::KvStore::default()), listener)
-        .context("starting the node")?;
+    let store = Arc::new(traft::apply::KvStore::default());
+    let node = Node::start_on(config, store.clone(), listener).context("starting the node")?;
     let node = Arc::new(node);
     let info = Arc::new(ServerInfo {
         client_peers: args.client_peers.iter().copied().collect(),
+        store: Some(store),
     });
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()

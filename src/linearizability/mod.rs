@@ -7,7 +7,7 @@
 //! timeout, a dropped connection) has no completion: it may have taken
 //! effect at any moment after its invocation, or never.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 /// What a client asked for, and what it was told.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -102,15 +102,33 @@ fn check_key(key: &[u8], mut ops: Vec<&Operation>) -> Result<(), Linearizability
     ops.sort_by_key(|o| o.invoked);
     let n = ops.len();
     let required = ops.iter().filter(|o| o.completed.is_some()).count();
+    let mut mix = 0x243f_6a88_85a3_08d3u64;
+    let keys = (0..n)
+        .map(|_| {
+            // SplitMix64: a random 64-bit name per operation.
+            mix = mix.wrapping_add(0x9e37_79b9_7f4a_7c15);
+            let mut z = mix;
+            z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+            z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+            z ^ (z >> 31)
+        })
+        .collect();
     let mut search = Search {
         ops: &ops,
-        linearized: vec![false; n],
+        keys,
+        placed_hash: 0,
+        unplaced: (0..n).collect(),
+        completions: ops
+            .iter()
+            .enumerate()
+            .filter_map(|(i, o)| o.completed.map(|c| (c, i)))
+            .collect(),
         seen: HashSet::new(),
         explored: 0,
         deepest: 0,
         stuck_at: None,
     };
-    match search.run(&None, 0, required) {
+    match search.run(required) {
         Some(true) => Ok(()),
         Some(false) => {
             let witness = search
@@ -133,9 +151,18 @@ fn check_key(key: &[u8], mut ops: Vec<&Operation>) -> Result<(), Linearizability
 
 struct Search<'a> {
     ops: &'a [&'a Operation],
-    linearized: Vec<bool>,
-    /// (linearized set, state) pairs already explored and found dead.
-    seen: HashSet<(Vec<bool>, State)>,
+    /// A random name per operation; `placed_hash` is the XOR of the names
+    /// of the operations placed so far (Zobrist hashing), so a set of
+    /// placed operations is remembered in 8 bytes. Two different sets
+    /// collide with probability about 2⁻⁶⁴ per pair.
+    keys: Vec<u64>,
+    placed_hash: u64,
+    /// Operations not placed yet, by index (ascending invocation).
+    unplaced: BTreeSet<usize>,
+    /// Completion times of the completed operations not placed yet.
+    completions: BTreeSet<(u64, usize)>,
+    /// (placed set, state) pairs already explored.
+    seen: HashSet<(u64, State)>,
     explored: usize,
     /// For the error: how many completed operations the best attempt placed,
     /// and the first it could not place then.
@@ -143,56 +170,112 @@ struct Search<'a> {
     stuck_at: Option<usize>,
 }
 
+/// One level of the depth-first search: a state reached by placing
+/// `placed` (none at the root), and where to look for the next candidate.
+struct Frame {
+    state: State,
+    done: usize,
+    placed: Option<usize>,
+    next: usize,
+    horizon: u64,
+}
+
+/// Marks a level already explored.
+const DEAD: u64 = u64::MAX;
+
 impl Search<'_> {
-    /// `Some(true)` if the remaining operations can be linearized from
-    /// `state`; `None` if the budget ran out.
-    fn run(&mut self, state: &State, done: usize, required: usize) -> Option<bool> {
-        if done == required {
-            return Some(true);
+    /// `Some(true)` if every completed operation can be linearized from the
+    /// empty register; `None` if the budget ran out. Iterative: a history of
+    /// thousands of operations is thousands of levels deep.
+    fn run(&mut self, required: usize) -> Option<bool> {
+        let mut stack = vec![self.enter(None, 0, None)?];
+        loop {
+            let Some(top) = stack.last_mut() else {
+                return Some(false);
+            };
+            if top.done == required {
+                return Some(true);
+            }
+            let mut child = None;
+            while let Some(&i) = self.unplaced.range(top.next..).next() {
+                top.next = i + 1;
+                let op = self.ops[i];
+                if op.invoked > top.horizon {
+                    top.next = self.ops.len();
+                    break;
+                }
+                match step(&top.state, op) {
+                    Some(next) => {
+                        let done = top.done + op.completed.is_some() as usize;
+                        child = Some((next, done, i));
+                        break;
+                    }
+                    None => {
+                        if top.done >= self.deepest && op.completed.is_some() {
+                            self.deepest = top.done;
+                            self.stuck_at = Some(i);
+                        }
+                    }
+                }
+            }
+            match child {
+                Some((state, done, i)) => {
+                    self.place(i);
+                    match self.enter(state, done, Some(i)) {
+                        Some(frame) if frame.horizon != DEAD => stack.push(frame),
+                        Some(_) => self.unplace(i),
+                        None => return None,
+                    }
+                }
+                None => {
+                    let frame = stack.pop().expect("a frame");
+                    if let Some(i) = frame.placed {
+                        self.unplace(i);
+                    }
+                }
+            }
         }
+    }
+
+    fn place(&mut self, i: usize) {
+        self.unplaced.remove(&i);
+        if let Some(c) = self.ops[i].completed {
+            self.completions.remove(&(c, i));
+        }
+        self.placed_hash ^= self.keys[i];
+    }
+
+    fn unplace(&mut self, i: usize) {
+        self.unplaced.insert(i);
+        if let Some(c) = self.ops[i].completed {
+            self.completions.insert((c, i));
+        }
+        self.placed_hash ^= self.keys[i];
+    }
+
+    /// A new level, or one marked `DEAD` if this (placed set, state) was
+    /// explored before; `None` once the budget is spent.
+    fn enter(&mut self, state: State, done: usize, placed: Option<usize>) -> Option<Frame> {
         self.explored += 1;
         if self.explored > EXPLORE_MAX {
             return None;
         }
-        if !self.seen.insert((self.linearized.clone(), state.clone())) {
-            return Some(false);
-        }
+        let fresh = self.seen.insert((self.placed_hash, state.clone()));
         // Whatever goes next was invoked before the earliest completion of
         // an operation still to place: that one precedes everything invoked
         // after its completion.
-        let horizon = self
-            .ops
-            .iter()
-            .zip(&self.linearized)
-            .filter(|(_, &l)| !l)
-            .filter_map(|(o, _)| o.completed)
-            .min()
-            .unwrap_or(u64::MAX);
-        for i in 0..self.ops.len() {
-            let op = self.ops[i];
-            if op.invoked > horizon {
-                break;
-            }
-            if self.linearized[i] {
-                continue;
-            }
-            let Some(next) = step(state, op) else {
-                if done >= self.deepest && op.completed.is_some() {
-                    self.deepest = done;
-                    self.stuck_at = Some(i);
-                }
-                continue;
-            };
-            self.linearized[i] = true;
-            let placed = done + op.completed.is_some() as usize;
-            let found = self.run(&next, placed, required);
-            self.linearized[i] = false;
-            match found {
-                Some(false) => {}
-                other => return other,
-            }
-        }
-        Some(false)
+        let horizon = if fresh {
+            self.completions.first().map_or(u64::MAX - 1, |&(c, _)| c)
+        } else {
+            DEAD
+        };
+        Some(Frame {
+            state,
+            done,
+            placed,
+            next: 0,
+            horizon,
+        })
     }
 }
 
@@ -314,7 +397,12 @@ mod tests {
         for i in 0..2_000u64 {
             let t = i * 10;
             h.push(op(i % 4, set(&i.to_string()), t, Some(t + 6)));
-            h.push(op(i % 4 + 4, get(Some(&i.to_string())), t + 7, Some(t + 12)));
+            h.push(op(
+                i % 4 + 4,
+                get(Some(&i.to_string())),
+                t + 7,
+                Some(t + 12),
+            ));
         }
         assert_eq!(check(&h), Ok(4_000));
         // The same with one read seeing a value two writes old.

@@ -3,7 +3,7 @@
 //! and answered in order.
 
 use super::parse::{parse_command, Reply};
-use crate::apply::{KvCommand, KvReply};
+use crate::apply::{KvCommand, KvReply, KvStore};
 use crate::ids::NodeId;
 use crate::node::{Node, NodeError};
 use std::collections::BTreeMap;
@@ -16,10 +16,13 @@ use tokio::net::{TcpListener, TcpStream};
 const READ_CHUNK: usize = 16 << 10;
 
 /// What the server tells clients besides replies.
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct ServerInfo {
     /// Client addresses of the other nodes, for redirects.
     pub client_peers: BTreeMap<NodeId, SocketAddr>,
+    /// The node's state machine, for a digest of its contents in INFO (to
+    /// compare replicas once writes stop).
+    pub store: Option<Arc<KvStore>>,
 }
 
 /// Accepts clients until the listener fails; each connection runs as a
@@ -124,7 +127,7 @@ async fn execute(node: &Node, info: &ServerInfo, mut args: Vec<Vec<u8>>) -> Repl
             }
             KvCommand::MSet { pairs }
         }
-        (b"INFO", _) => return Reply::Bulk(Some(info_text(node).into_bytes())),
+        (b"INFO", _) => return Reply::Bulk(Some(info_text(node, info).into_bytes())),
         // What redis-cli and redis-benchmark ask on connecting.
         (b"COMMAND", _) | (b"CONFIG", _) => return Reply::Array(Vec::new()),
         (b"SELECT", 2) if args[1] == b"0" => return Reply::Simple("OK"),
@@ -179,7 +182,7 @@ fn node_error(e: NodeError, info: &ServerInfo) -> Reply {
     })
 }
 
-fn info_text(node: &Node) -> String {
+fn info_text(node: &Node, info: &ServerInfo) -> String {
     let m = node.metrics();
     let role = if node.is_leader() {
         "leader"
@@ -188,7 +191,17 @@ fn info_text(node: &Node) -> String {
     };
     let leader = node.leader().map_or("none".to_string(), |l| l.to_string());
     let (committed, applied) = node.positions();
-    format!(
+    let digest = info.store.as_ref().map_or(String::new(), |store| {
+        let mut crc = 0u32;
+        for (k, v) in store.dump() {
+            crc = crc32c::crc32c_append(crc, &(k.len() as u64).to_le_bytes());
+            crc = crc32c::crc32c_append(crc, &k);
+            crc = crc32c::crc32c_append(crc, &(v.len() as u64).to_le_bytes());
+            crc = crc32c::crc32c_append(crc, &v);
+        }
+        format!("kv_digest:{crc:08x}\r\n")
+    });
+    let mut text = format!(
         "# Replication\r\nrole:{role}\r\nnode_id:{}\r\nleader:{leader}\r\nterm:{}\r\ncommitted_lsns:{committed}\r\napplied_lsns:{applied}\r\n\
          # Log\r\nproposals:{}\r\nreads:{}\r\nwal_submits:{}\r\nwal_syncs:{}\r\nwal_frames:{}\r\nwal_bytes:{}\r\nwal_latency_p50_us:{}\r\nwal_latency_p99_us:{}\r\nrecords_per_batch_mean:{:.2}\r\n\
          proposal_latency_p50_us:{}\r\nproposal_latency_p99_us:{}\r\nread_latency_p50_us:{}\r\nread_latency_p99_us:{}\r\n\
@@ -211,5 +224,7 @@ fn info_text(node: &Node) -> String {
         m.messages_sent,
         m.messages_received,
         m.messages_dropped,
-    )
+    );
+    text.push_str(&digest);
+    text
 }

@@ -1,0 +1,265 @@
+//! Faults on real processes: three `traft serve` processes; clients doing
+//! SET, GET and INCR through RESP while a nemesis SIGKILLs and restarts
+//! nodes and SIGSTOPs and SIGCONTs them. Afterwards the recorded history
+//! must be linearizable (every acknowledged write present, no stale or
+//! invented read), and every replica must hold the same state.
+//!
+//! `TRAFT_NEMESIS_SECS` sets the seconds of faults (default 60).
+
+mod support;
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use support::{Cluster, Resp, Value};
+use traft::core::Rng;
+use traft::linearizability::{self, KvOp, Operation};
+
+/// Clients, each with one request in flight.
+const CLIENTS: u64 = 4;
+/// A request unanswered this long has an unknown outcome.
+const CLIENT_TIMEOUT: Duration = Duration::from_secs(1);
+
+struct Tally {
+    history: Vec<Operation>,
+    ok: u64,
+    unknown: u64,
+    refused: u64,
+    ok_after_faults: u64,
+}
+
+fn nanos(since: Instant) -> u64 {
+    since.elapsed().as_nanos() as u64
+}
+
+/// The node a redirect names: "NOTLEADER the leader is node 2, ...".
+fn redirect(e: &str) -> Option<usize> {
+    let rest = e.split("node ").nth(1)?;
+    rest.split(|c: char| !c.is_ascii_digit())
+        .next()?
+        .parse()
+        .ok()
+}
+
+fn client(
+    id: u64,
+    ports: Vec<u16>,
+    start: Instant,
+    faults_end: Instant,
+    end: Instant,
+    tally: Arc<Mutex<Tally>>,
+) {
+    let mut rng = Rng::new(0xC11E ^ id);
+    let mut target = (id as usize % 3) + 1;
+    let mut conn: Option<Resp> = None;
+    let mut n = 0u64;
+    while Instant::now() < end {
+        if conn.is_none() {
+            conn = Resp::connect(ports[target - 1]);
+            match &mut conn {
+                Some(c) => c.set_timeout(CLIENT_TIMEOUT),
+                None => {
+                    target = target % 3 + 1;
+                    std::thread::sleep(Duration::from_millis(20));
+                    continue;
+                }
+            }
+        }
+        n += 1;
+        let (key, args, op) = match rng.next_u64() % 5 {
+            0 | 1 => {
+                let key = format!("s{}", rng.next_u64() % 3);
+                let value = format!("c{id}-{n}");
+                let op = KvOp::Set {
+                    value: value.clone().into_bytes(),
+                };
+                (key.clone(), vec!["SET".to_string(), key, value], op)
+            }
+            2 => {
+                let key = format!("n{}", rng.next_u64() % 2);
+                (
+                    key.clone(),
+                    vec!["INCR".to_string(), key],
+                    KvOp::Incr { result: 0 },
+                )
+            }
+            _ => {
+                let key = if rng.next_u64() % 2 == 0 {
+                    format!("s{}", rng.next_u64() % 3)
+                } else {
+                    format!("n{}", rng.next_u64() % 2)
+                };
+                (
+                    key.clone(),
+                    vec!["GET".to_string(), key],
+                    KvOp::Get { result: None },
+                )
+            }
+        };
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        let invoked = nanos(start);
+        let reply = conn.as_mut().expect("connected").try_call(&args);
+        let completed = nanos(start);
+        let mut record = Operation {
+            client: id,
+            key: key.into_bytes(),
+            op,
+            invoked,
+            completed: Some(completed),
+        };
+        let mut t = tally.lock().unwrap();
+        match reply {
+            Ok(Value::Error(e)) if e.starts_with("NOTLEADER") || e.starts_with("TRYAGAIN") => {
+                // Refused before it entered the log: it never happens.
+                t.refused += 1;
+                drop(t);
+                target = redirect(&e).unwrap_or(target % 3 + 1);
+                conn = None;
+                std::thread::sleep(Duration::from_millis(5));
+                continue;
+            }
+            Ok(Value::Error(_)) | Err(_) => {
+                // A timeout, a reset, or "outcome unknown": it may have
+                // happened. Reads without an answer constrain nothing.
+                record.completed = None;
+                t.unknown += 1;
+                if !matches!(record.op, KvOp::Get { .. }) {
+                    t.history.push(record);
+                }
+                drop(t);
+                conn = None;
+                target = target % 3 + 1;
+                continue;
+            }
+            Ok(value) => {
+                let fits = match (&mut record.op, value) {
+                    (KvOp::Set { .. }, Value::Simple(s)) => s == "OK",
+                    (KvOp::Incr { result }, Value::Int(i)) => {
+                        *result = i;
+                        true
+                    }
+                    (KvOp::Get { result }, Value::Bulk(b)) => {
+                        *result = b;
+                        true
+                    }
+                    _ => false,
+                };
+                assert!(fits, "reply of the wrong shape for {record:?}");
+                t.ok += 1;
+                if Instant::now() > faults_end {
+                    t.ok_after_faults += 1;
+                }
+                t.history.push(record);
+            }
+        }
+    }
+}
+
+fn signal(pid: u32, sig: libc::c_int) {
+    // SAFETY: kill(2) on a child process id this test spawned and has not
+    // reaped; no memory is shared.
+    unsafe {
+        libc::kill(pid as libc::pid_t, sig);
+    }
+}
+
+#[test]
+fn history_stays_linearizable_while_nodes_die_and_pause() {
+    let secs: u64 = std::env::var("TRAFT_NEMESIS_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(60);
+    let mut cluster = Cluster::start();
+    let start = Instant::now();
+    let faults_end = start + Duration::from_secs(secs);
+    let end = faults_end + Duration::from_secs(5);
+    let tally = Arc::new(Mutex::new(Tally {
+        history: Vec::new(),
+        ok: 0,
+        unknown: 0,
+        refused: 0,
+        ok_after_faults: 0,
+    }));
+    let clients: Vec<_> = (0..CLIENTS)
+        .map(|id| {
+            let (ports, tally) = (cluster.client_ports.clone(), tally.clone());
+            std::thread::spawn(move || client(id, ports, start, faults_end, end, tally))
+        })
+        .collect();
+
+    // The nemesis: one node at a time is killed and restarted, or paused.
+    let mut rng = Rng::new(0x4E4E);
+    let (mut kills, mut pauses) = (0, 0);
+    loop {
+        let wait = Duration::from_millis(300 + rng.next_u64() % 1200);
+        let victim = (rng.next_u64() % 3) as usize + 1;
+        let down = Duration::from_millis(200 + rng.next_u64() % 1300);
+        if Instant::now() + wait + down > faults_end {
+            break; // every fault heals before the quiet period
+        }
+        std::thread::sleep(wait);
+        if rng.next_u64() % 2 == 0 {
+            cluster.kill(victim);
+            std::thread::sleep(down);
+            cluster.spawn(victim);
+            kills += 1;
+        } else if let Some(pid) = cluster.pid(victim) {
+            signal(pid, libc::SIGSTOP);
+            std::thread::sleep(down);
+            signal(pid, libc::SIGCONT);
+            pauses += 1;
+        }
+    }
+    for c in clients {
+        c.join().unwrap();
+    }
+
+    // Read every key once more, after everything, into the history.
+    let mut tally = Arc::try_unwrap(tally).ok().unwrap().into_inner().unwrap();
+    for key in ["s0", "s1", "s2", "n0", "n1"] {
+        let invoked = nanos(start);
+        let value = cluster.call_leader(&[1, 2, 3], &["GET", key]);
+        let Value::Bulk(result) = value else {
+            panic!("final GET {key}: {value:?}");
+        };
+        tally.history.push(Operation {
+            client: 99,
+            key: key.as_bytes().to_vec(),
+            op: KvOp::Get { result },
+            invoked,
+            completed: Some(nanos(start)),
+        });
+    }
+    // Every replica applies everything and holds the same state.
+    let leader = cluster.wait_leader(&[1, 2, 3], Duration::from_secs(15));
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let want = cluster.info(leader, "committed_lsns");
+        let applied: Vec<_> = (1..=3).map(|id| cluster.info(id, "applied_lsns")).collect();
+        let digests: Vec<_> = (1..=3).map(|id| cluster.info(id, "kv_digest")).collect();
+        if want.is_some()
+            && applied.iter().all(|a| *a == want)
+            && digests.iter().all(|d| d.is_some() && *d == digests[0])
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "replicas did not converge: committed {want:?}, applied {applied:?}, digests {digests:?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let converged = Instant::now();
+    let checked = linearizability::check(&tally.history);
+    eprintln!(
+        "nemesis: {secs} s of faults, {kills} kills, {pauses} pauses; {} operations acknowledged, {} of unknown outcome, {} refused; {} acknowledged in the 5 s after faults stopped; converged {:.1} s after the clients stopped; linearizability ({:.1} s): {checked:?}",
+        tally.ok, tally.unknown, tally.refused, tally.ok_after_faults,
+        converged.duration_since(end).as_secs_f64(),
+        converged.elapsed().as_secs_f64(),
+    );
+    let checked = checked.unwrap_or_else(|e| panic!("{e}\nlogs:\n{}", cluster.logs()));
+    assert!(checked > 100, "only {checked} operations checked");
+    assert!(
+        tally.ok_after_faults > 0,
+        "nothing succeeded once faults stopped"
+    );
+}

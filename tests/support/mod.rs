@@ -1,0 +1,243 @@
+//! A 3-process `traft serve` cluster on loopback and a small RESP client,
+//! shared by the process tests.
+#![allow(dead_code)] // each test file uses part of it
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const CLUSTER_ID: u64 = 0xC0FFEE;
+
+pub fn free_ports(n: usize) -> Vec<u16> {
+    let listeners: Vec<TcpListener> = (0..n)
+        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
+        .collect();
+    listeners
+        .iter()
+        .map(|l| l.local_addr().unwrap().port())
+        .collect()
+}
+
+pub struct Cluster {
+    pub replica_ports: Vec<u16>,
+    pub client_ports: Vec<u16>,
+    pub root: tempfile::TempDir,
+    pub children: Vec<Option<Child>>,
+}
+
+impl Cluster {
+    pub fn start() -> Cluster {
+        let ports = free_ports(6);
+        let mut cluster = Cluster {
+            replica_ports: ports[..3].to_vec(),
+            client_ports: ports[3..].to_vec(),
+            root: tempfile::tempdir().unwrap(),
+            children: vec![None, None, None],
+        };
+        for id in 1..=3 {
+            cluster.spawn(id);
+        }
+        // Wait out the start-up elections (a first leader may be displaced by
+        // a campaign that began before its first forward arrived), so that
+        // the tests' writes do not end with an unknown outcome.
+        let warm = cluster.call_leader(&[1, 2, 3], &["SET", "warm", "up"]);
+        assert_eq!(warm, Value::Simple("OK".into()), "{}", cluster.logs());
+        std::thread::sleep(Duration::from_millis(400));
+        cluster
+    }
+
+    pub fn spawn(&mut self, id: usize) {
+        let list = |ports: &[u16]| {
+            (1..=3)
+                .map(|i| format!("{i}=127.0.0.1:{}", ports[i - 1]))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        let log = std::fs::File::create(self.root.path().join(format!("log-{id}"))).unwrap();
+        let child = Command::new(env!("CARGO_BIN_EXE_traft"))
+            .args(["serve", "--id", &id.to_string()])
+            .args(["--peers", &list(&self.replica_ports)])
+            .args(["--client-peers", &list(&self.client_ports)])
+            .args([
+                "--client-listen",
+                &format!("127.0.0.1:{}", self.client_ports[id - 1]),
+            ])
+            .arg("--data-dir")
+            .arg(self.root.path().join(format!("node-{id}")))
+            .args(["--cluster-id", &CLUSTER_ID.to_string()])
+            .args(["--t-min-ms", "150", "--heartbeat-ms", "15"])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("spawn traft serve");
+        self.children[id - 1] = Some(child);
+    }
+
+    /// The process id of node `id`, if running.
+    pub fn pid(&self, id: usize) -> Option<u32> {
+        self.children[id - 1].as_ref().map(|c| c.id())
+    }
+
+    pub fn kill(&mut self, id: usize) {
+        if let Some(mut child) = self.children[id - 1].take() {
+            child.kill().unwrap(); // SIGKILL
+            child.wait().unwrap();
+        }
+    }
+
+    pub fn client(&self, id: usize) -> Option<Resp> {
+        Resp::connect(self.client_ports[id - 1])
+    }
+
+    pub fn info(&self, id: usize, field: &str) -> Option<String> {
+        let text = match self.client(id)?.call(&["INFO"]) {
+            Value::Bulk(Some(b)) => String::from_utf8(b).ok()?,
+            _ => return None,
+        };
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("{field}:")).map(str::to_string))
+    }
+
+    pub fn wait_leader(&self, among: &[usize], timeout: Duration) -> usize {
+        let deadline = Instant::now() + timeout;
+        while Instant::now() < deadline {
+            for &id in among {
+                if self.info(id, "role").as_deref() == Some("leader") {
+                    return id;
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        panic!(
+            "no leader among {among:?} within {timeout:?}; logs in {}",
+            self.logs()
+        );
+    }
+
+    /// Sends `args` to the leader among `among`, again after a refusal
+    /// that guarantees the command was not taken (an election settling).
+    pub fn call_leader(&self, among: &[usize], args: &[&str]) -> Value {
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let leader = self.wait_leader(among, Duration::from_secs(15));
+            let reply = match self.client(leader) {
+                Some(mut c) => c.call(args),
+                None => Value::Error("TRYAGAIN cannot connect".into()),
+            };
+            match &reply {
+                Value::Error(e)
+                    if (e.starts_with("NOTLEADER") || e.starts_with("TRYAGAIN"))
+                        && Instant::now() < deadline =>
+                {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                _ => return reply,
+            }
+        }
+    }
+
+    pub fn logs(&self) -> String {
+        let root: &Path = self.root.path();
+        (1..=3)
+            .map(|id| std::fs::read_to_string(root.join(format!("log-{id}"))).unwrap_or_default())
+            .collect::<Vec<_>>()
+            .join("\n---\n")
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        for id in 1..=3 {
+            self.kill(id);
+        }
+    }
+}
+
+#[derive(Debug, PartialEq)]
+pub enum Value {
+    Simple(String),
+    Error(String),
+    Int(i64),
+    Bulk(Option<Vec<u8>>),
+    Array(Vec<Value>),
+}
+
+pub struct Resp {
+    reader: BufReader<TcpStream>,
+}
+
+impl Resp {
+    pub fn connect(port: u16) -> Option<Resp> {
+        let stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+        stream
+            .set_read_timeout(Some(Duration::from_secs(10)))
+            .ok()?;
+        Some(Resp {
+            reader: BufReader::new(stream),
+        })
+    }
+
+    pub fn call(&mut self, args: &[&str]) -> Value {
+        self.try_call(args).expect("a RESP reply")
+    }
+
+    /// `call`, with I/O errors (a timeout, a reset) returned.
+    pub fn try_call(&mut self, args: &[&str]) -> std::io::Result<Value> {
+        let mut req = format!("*{}\r\n", args.len());
+        for a in args {
+            req.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+        }
+        self.reader.get_mut().write_all(req.as_bytes())?;
+        self.try_read()
+    }
+
+    pub fn set_timeout(&mut self, timeout: Duration) {
+        let _ = self.reader.get_mut().set_read_timeout(Some(timeout));
+    }
+
+    pub fn read(&mut self) -> Value {
+        self.try_read().expect("a RESP reply")
+    }
+
+    pub fn try_read(&mut self) -> std::io::Result<Value> {
+        let bad =
+            |what: &str| std::io::Error::new(std::io::ErrorKind::InvalidData, what.to_string());
+        let mut line = String::new();
+        if self.reader.read_line(&mut line)? == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        let line = line.trim_end();
+        if line.is_empty() {
+            return Err(bad("empty line"));
+        }
+        let (tag, rest) = line.split_at(1);
+        let number = |s: &str| s.parse::<i64>().map_err(|_| bad("bad number"));
+        Ok(match tag {
+            "+" => Value::Simple(rest.into()),
+            "-" => Value::Error(rest.into()),
+            ":" => Value::Int(number(rest)?),
+            "$" => {
+                let n = number(rest)?;
+                if n < 0 {
+                    return Ok(Value::Bulk(None));
+                }
+                let mut b = vec![0; n as usize + 2];
+                self.reader.read_exact(&mut b)?;
+                b.truncate(n as usize);
+                Value::Bulk(Some(b))
+            }
+            "*" => {
+                let n = number(rest)?;
+                let mut items = Vec::new();
+                for _ in 0..n.max(0) {
+                    items.push(self.try_read()?);
+                }
+                Value::Array(items)
+            }
+            _ => return Err(bad("bad RESP tag")),
+        })
+    }
+}
