@@ -118,10 +118,22 @@ pub fn run(args: ServeArgs) -> Result<()> {
         );
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .context("SIGTERM handler")?;
+        // A node that failed (a WAL write or sync that did not succeed) must
+        // not linger answering INFO with stale figures: the process exits.
+        let watched = node.clone();
+        let failed = async move {
+            loop {
+                tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                if let Some(reason) = watched.failure() {
+                    return reason;
+                }
+            }
+        };
         tokio::select! {
             _ = resp::serve(clients, node.clone(), info) => {}
             _ = tokio::signal::ctrl_c() => tracing::info!("interrupted: stopping"),
             _ = term.recv() => tracing::info!("terminated: stopping"),
+            reason = failed => bail!("node {} failed: {reason}", args.id),
         }
         Ok::<_, anyhow::Error>(())
     })?;

@@ -196,6 +196,9 @@ enum Event {
     },
     /// Ask the leader, if any, to hand over to a random replica.
     Transfer,
+    /// Once faults stopped: remember what the leader knows committed; by
+    /// the end every live replica must have applied all of it.
+    CatchUpMark,
     /// Once faults stopped: a transfer to a live, connected replica must
     /// complete within the transfer timeout.
     QuietTransfer,
@@ -268,6 +271,8 @@ pub struct Sim {
     trace: bool,
     /// Each replica's clock rate error in ppm, within ±ρ (DESIGN.md §3.9).
     clock_ppm: BTreeMap<NodeId, i64>,
+    /// The leader and what it knew committed at the catch-up mark.
+    catch_up: Option<(NodeId, crate::TailBitmap)>,
 }
 
 impl Sim {
@@ -302,6 +307,7 @@ impl Sim {
             })
             .collect();
         let mut sim = Sim {
+            catch_up: None,
             clock_ppm,
             config,
             params,
@@ -354,6 +360,10 @@ impl Sim {
         if sim.cfg.faults.partition_every > 0 {
             let at = sim.random(2 * sim.cfg.faults.partition_every);
             sim.schedule(at, Event::Partition);
+        }
+        if sim.cfg.race_at.is_none() {
+            let mark = sim.cfg.fault_time + 2 * sim.params.t_min;
+            sim.schedule(mark, Event::CatchUpMark);
         }
         if sim.cfg.faults.transfer_every > 0 {
             let at = sim.random(2 * sim.cfg.faults.transfer_every);
@@ -505,6 +515,13 @@ impl Sim {
                     self.step(node, Input::ReadDone { id })?;
                 }
             }
+            Event::CatchUpMark => match self.settled_leader() {
+                None => self.schedule(self.now + 50 * MS, Event::CatchUpMark),
+                Some(leader) => {
+                    let replica = self.nodes[&leader].replica.as_ref().expect("live");
+                    self.catch_up = Some((leader, replica.committed().clone()));
+                }
+            },
             Event::QuietTransfer => {
                 // Asked once every replica is up and follows the leader: a
                 // concurrent election may rightly end a transfer.
@@ -978,6 +995,22 @@ impl Sim {
                 "liveness: no established leader {:.3}s after faults stopped",
                 self.cfg.quiet_time as f64 / 1e9
             ));
+        }
+        // Liveness: every live replica applied what was committed early in
+        // the quiet period (followers too: clients only wait on the leader).
+        if let Some((leader, committed)) = &self.catch_up {
+            for (id, n) in &self.nodes {
+                let Some(replica) = &n.replica else { continue };
+                let missing = committed.difference(replica.applied());
+                if !missing.is_empty() {
+                    return Err(format!(
+                        "liveness: node {id} has not applied {:?} of what node {leader} knew committed {:.3}s before the end (its committed {:?})",
+                        missing,
+                        (self.cfg.fault_time + self.cfg.quiet_time - 2 * self.params.t_min) as f64 / 1e9 - self.cfg.fault_time as f64 / 1e9,
+                        replica.committed()
+                    ));
+                }
+            }
         }
         Ok(())
     }
