@@ -263,6 +263,7 @@ fn history_stays_linearizable_while_nodes_die_and_pause() {
                         "messages_received",
                         "messages_dropped",
                         "proposals",
+                        "core_status",
                     ];
                     let values: Vec<String> = fields
                         .iter()

@@ -849,4 +849,32 @@ impl<C: Conflicts> Replica<C> {
     pub fn known_leader(&self) -> Option<LeaderId> {
         self.established_leader().or(self.following.leader)
     }
+
+    /// A one-line account of what this replica is waiting on, for operators
+    /// (`INFO`): role, whether it ignores messages until its slot write
+    /// lands, demotion, a pending re-election, writes in flight.
+    pub fn status(&self) -> String {
+        let role = match &self.role {
+            Role::Follower => "follower".to_string(),
+            Role::Candidate(c) => format!("candidate {:?}", c.c),
+            Role::Leader(l) => format!(
+                "leader {:?}{}",
+                l.c,
+                l.reelect_at
+                    .map_or(String::new(), |at| format!(" re-election at {at}"))
+            ),
+        };
+        format!(
+            "{role}; vote {:?}; committer {:?}; slot {:?}/{:?}{}{}; writes in flight {}; slot write in flight {}",
+            self.vote,
+            self.committer,
+            self.slot.vote,
+            self.slot.committer,
+            if self.hold_answers { "; holding answers" } else { "" },
+            self.demoted_below
+                .map_or(String::new(), |d| format!("; demoted below {d:?}")),
+            self.writes.len(),
+            self.slot_in_flight.is_some(),
+        )
+    }
 }

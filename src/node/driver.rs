@@ -48,7 +48,12 @@ pub(super) struct Driver<S: StateMachine> {
     pub wal_frames: Vec<AlignedVec>,
     pub wal_upto: Option<WriteId>,
     pub was_leader: bool,
+    /// When `Shared::status` was last refreshed.
+    pub status_at: Instant,
 }
+
+/// How often the core's status line is refreshed for `INFO`.
+const STATUS_EVERY: Duration = Duration::from_millis(100);
 
 /// A caller waiting for its request's answer.
 pub(super) struct Waiter {
@@ -369,6 +374,12 @@ impl<S: StateMachine> Driver<S> {
         self.shared
             .applied
             .store(applied.count(), Ordering::Relaxed);
+        if self.status_at.elapsed() >= STATUS_EVERY {
+            self.status_at = Instant::now();
+            if let Ok(mut status) = self.shared.status.lock() {
+                *status = self.replica.status();
+            }
+        }
         if self.was_leader && !is_leader {
             // Proposals this leadership took may still commit under a later
             // leader, or not: their outcome is unknown, and waiting on would

@@ -84,6 +84,8 @@ pub(crate) struct Shared {
     /// LSNs known committed and applied here.
     pub committed: AtomicU64,
     pub applied: AtomicU64,
+    /// `Replica::status`, refreshed about every 100 ms.
+    pub status: Mutex<String>,
     failure: Mutex<Option<String>>,
 }
 
@@ -160,6 +162,7 @@ impl Node {
             peer_drops: AtomicU64::new(0),
             committed: AtomicU64::new(0),
             applied: AtomicU64::new(0),
+            status: Mutex::new(String::new()),
             failure: Mutex::new(None),
         });
         let metrics = Arc::new(Metrics::default());
@@ -200,6 +203,7 @@ impl Node {
             wal_frames: Vec::new(),
             wal_upto: None,
             was_leader: false,
+            status_at: Instant::now(),
         };
         let channels = driver::Channels {
             requests: requests_rx,
@@ -315,6 +319,15 @@ impl Node {
             self.shared.committed.load(Ordering::Relaxed),
             self.shared.applied.load(Ordering::Relaxed),
         )
+    }
+
+    /// What the protocol core is waiting on (see `Replica::status`).
+    pub fn status(&self) -> String {
+        self.shared
+            .status
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_default()
     }
 
     /// Why the node stopped, if it failed.

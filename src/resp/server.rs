@@ -226,5 +226,6 @@ fn info_text(node: &Node, info: &ServerInfo) -> String {
         m.messages_dropped,
     );
     text.push_str(&digest);
+    text.push_str(&format!("core_status:{}\r\n", node.status()));
     text
 }
