@@ -68,6 +68,11 @@ impl Cluster {
             .arg(self.root.path().join(format!("node-{id}")))
             .args(["--cluster-id", &CLUSTER_ID.to_string()])
             .args(["--t-min-ms", "150", "--heartbeat-ms", "15"])
+            // TRAFT_TEST_BACKEND=file runs the WAL on pwrite instead of io_uring.
+            .args([
+                "--backend",
+                &std::env::var("TRAFT_TEST_BACKEND").unwrap_or_else(|_| "uring".into()),
+            ])
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
