@@ -6,6 +6,7 @@ pub mod apply;
 pub mod bitmap;
 pub mod core;
 pub mod frame;
+pub mod fuzz;
 pub mod ids;
 pub mod linearizability;
 pub mod node;

@@ -4,14 +4,11 @@
 //! must be linearizable (every acknowledged write present, no stale or
 //! invented read), and every replica must hold the same state.
 //!
-//! Run with `cargo test --release --test nemesis -- --ignored --nocapture`;
-//! `TRAFT_NEMESIS_SECS` sets the seconds of faults (default 60). It is left
-//! out of the default test run (ignored) until the catch-up stall it found
-//! is fixed: in about one run of four
-//! (40 s of faults), one replica ends with a vote far ahead of the leader's
-//! (term 210 against 89), never follows it again, and stays behind on
-//! commit and apply; the leader does not re-elect over it. The histories
-//! were linearizable in every run.
+//! `TRAFT_NEMESIS_SECS` sets the seconds of faults (default 60),
+//! `TRAFT_NEMESIS_SEED` the fault schedule (default fixed). On a stall the
+//! failure prints each node's INFO, log and thread stacks (through gdb when
+//! installed); `TRAFT_NEMESIS_HOLD=SECS` first leaves the stalled cluster up
+//! that long, to be examined with redis-cli.
 
 mod support;
 
@@ -170,7 +167,6 @@ fn signal(pid: u32, sig: libc::c_int) {
 }
 
 #[test]
-#[ignore = "a known catch-up stall fails about one run in four; see the module doc"]
 fn history_stays_linearizable_while_nodes_die_and_pause() {
     let secs: u64 = std::env::var("TRAFT_NEMESIS_SECS")
         .ok()
@@ -195,7 +191,11 @@ fn history_stays_linearizable_while_nodes_die_and_pause() {
         .collect();
 
     // The nemesis: one node at a time is killed and restarted, or paused.
-    let mut rng = Rng::new(0x4E4E);
+    let seed = std::env::var("TRAFT_NEMESIS_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(0x4E4E);
+    let mut rng = Rng::new(seed);
     let (mut kills, mut pauses) = (0, 0);
     loop {
         let wait = Duration::from_millis(300 + rng.next_u64() % 1200);
@@ -251,6 +251,18 @@ fn history_stays_linearizable_while_nodes_die_and_pause() {
             break;
         }
         if Instant::now() >= deadline {
+            if let Some(secs) = std::env::var("TRAFT_NEMESIS_HOLD")
+                .ok()
+                .and_then(|s| s.parse().ok())
+            {
+                // Leave the stalled cluster up to be examined.
+                eprintln!(
+                    "stalled; holding {secs} s: client ports {:?}, pids {:?}",
+                    cluster.client_ports,
+                    (1..=3).map(|id| cluster.pid(id)).collect::<Vec<_>>()
+                );
+                std::thread::sleep(Duration::from_secs(secs));
+            }
             let infos: Vec<String> = (1..=3)
                 .map(|id| {
                     let fields = [
@@ -263,6 +275,8 @@ fn history_stays_linearizable_while_nodes_die_and_pause() {
                         "messages_received",
                         "messages_dropped",
                         "proposals",
+                        "messages_received_by_kind",
+                        "messages_queued_by_kind",
                         "core_status",
                     ];
                     let values: Vec<String> = fields
@@ -273,9 +287,10 @@ fn history_stays_linearizable_while_nodes_die_and_pause() {
                 })
                 .collect();
             panic!(
-                "replicas did not converge: committed {want:?}, applied {applied:?}, digests {digests:?}\n{}\nlogs:\n{}",
+                "replicas did not converge: committed {want:?}, applied {applied:?}, digests {digests:?}\n{}\nlogs:\n{}\nstacks:\n{}",
                 infos.join("\n"),
-                cluster.logs()
+                cluster.logs(),
+                cluster.stacks()
             );
         }
         std::thread::sleep(Duration::from_millis(100));
@@ -283,7 +298,7 @@ fn history_stays_linearizable_while_nodes_die_and_pause() {
     let converged = Instant::now();
     let checked = linearizability::check(&tally.history);
     eprintln!(
-        "nemesis: {secs} s of faults, {kills} kills, {pauses} pauses; {} operations acknowledged, {} of unknown outcome, {} refused; {} acknowledged in the 5 s after faults stopped; converged {:.1} s after the clients stopped; linearizability ({:.1} s): {checked:?}",
+        "nemesis: seed {seed}, {secs} s of faults, {kills} kills, {pauses} pauses; {} operations acknowledged, {} of unknown outcome, {} refused; {} acknowledged in the 5 s after faults stopped; converged {:.1} s after the clients stopped; linearizability ({:.1} s): {checked:?}",
         tally.ok, tally.unknown, tally.refused, tally.ok_after_faults,
         converged.duration_since(end).as_secs_f64(),
         converged.elapsed().as_secs_f64(),

@@ -84,15 +84,23 @@ impl<C: Conflicts> Replica<C> {
             });
             let heartbeat_due = round_due || now >= progress.last_send + params.heartbeat;
             let (base, lsns) = if progress.needs_base {
-                // Nothing but the base forward until the follower acks it;
-                // it goes again after the retransmit timeout.
-                match progress.base_sent {
-                    Some(sent) if now < sent + params.retransmit.max(params.heartbeat) => continue,
-                    _ => {
+                // No records but the base forward until the follower acks
+                // it. It goes again after a wait that doubles with each
+                // resend (a lagging follower's base may be large; resending
+                // it faster than the link carries it only queues stale
+                // copies); empty forwards keep the follower's lease between.
+                let base_due = progress.assumed_committed.is_some()
+                    && progress.base_sent.is_none_or(|sent| {
+                        now >= sent + base_resend_wait(&params, progress.base_resends)
+                    });
+                match &progress.assumed_committed {
+                    Some(assumed) if base_due => {
                         progress.base_sent = Some(now);
-                        let lsns = all.difference(&progress.assumed_committed);
-                        (Some(progress.assumed_committed.clone()), lsns)
+                        progress.base_resends = progress.base_resends.saturating_add(1);
+                        (Some(assumed.clone()), all.difference(assumed))
                     }
+                    _ if heartbeat_due => (None, TailBitmap::new()),
+                    _ => continue,
                 }
             } else {
                 let mut pending = all.difference(&progress.acked);
@@ -140,6 +148,7 @@ impl<C: Conflicts> Replica<C> {
     /// A refusal with a greater vote (DESIGN.md §3.1).
     pub(super) fn on_refuse(&mut self, answered: LeaderId, vote: LeaderId, committer: LeaderId) {
         self.max_term_seen = self.max_term_seen.max(vote.term);
+        self.last_refusal = Some((answered, vote, committer));
         let own_committer = self.committer;
         let delay = self.random(self.params.t_min / 2);
         let now = self.now;
@@ -194,9 +203,16 @@ impl<C: Conflicts> Replica<C> {
         }
         if let Some(progress) = leader.followers.get_mut(&from) {
             progress.needs_base = true;
-            progress.base_sent = None;
-            progress.assumed_committed = committed;
             progress.inflight.clear();
+            // The same answer again (to an empty forward, while the base is
+            // on its way) changes nothing; a different `committed` (the
+            // follower restarted, or reports it for the first time) needs a
+            // base that relies on it, now.
+            if progress.assumed_committed.as_ref() != Some(&committed) {
+                progress.assumed_committed = Some(committed);
+                progress.base_sent = None;
+                progress.base_resends = 0;
+            }
         }
     }
 
@@ -212,6 +228,7 @@ impl<C: Conflicts> Replica<C> {
             // Only acks to forwards of this leadership ever land here.
             progress.needs_base = false;
             progress.base_sent = None;
+            progress.base_resends = 0;
             progress.acked.union_with(&acked);
             progress.echoed_seq = progress.echoed_seq.max(seq);
         }
@@ -397,3 +414,17 @@ impl<C: Conflicts> Replica<C> {
         }
     }
 }
+
+/// How long a base forward waits before it goes again, after `resends`
+/// unanswered ones: the retransmit interval (at least a heartbeat), doubled
+/// per resend, at most a quarter of `T_min`.
+fn base_resend_wait(params: &super::Params, resends: u32) -> super::Nanos {
+    let first = params.retransmit.max(params.heartbeat);
+    let cap = first.max(params.t_min / 4);
+    first
+        .saturating_mul(1 << resends.saturating_sub(1).min(BASE_BACKOFF_DOUBLINGS))
+        .min(cap)
+}
+
+/// Doublings of the base resend wait, at most.
+const BASE_BACKOFF_DOUBLINGS: u32 = 6;

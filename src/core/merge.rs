@@ -125,10 +125,7 @@ impl<C: Conflicts> Replica<C> {
         };
         for member in members {
             if member != me {
-                let assumed = grants
-                    .get(&member)
-                    .map(|g| g.committed.clone())
-                    .unwrap_or_default();
+                let assumed = grants.get(&member).map(|g| g.committed.clone());
                 let seeded = match grants.get(&member) {
                     Some(g) if seed_from_votes => g.accepted.clone(),
                     _ => TailBitmap::new(),

@@ -74,15 +74,30 @@ pub struct LogForward {
 }
 
 impl Message {
+    /// The name of each kind, indexed by `kind_index`.
+    pub const KINDS: [&'static str; 6] = [
+        "ElectReq",
+        "ElectReply",
+        "Forward",
+        "Ack",
+        "Refuse",
+        "NeedBase",
+    ];
+
     /// A short name for traces.
     pub fn kind(&self) -> &'static str {
+        Self::KINDS[self.kind_index()]
+    }
+
+    /// A small number per kind, for counters.
+    pub fn kind_index(&self) -> usize {
         match self {
-            Message::ElectReq { .. } => "ElectReq",
-            Message::ElectReply { .. } => "ElectReply",
-            Message::Forward(_) => "Forward",
-            Message::Ack { .. } => "Ack",
-            Message::Refuse { .. } => "Refuse",
-            Message::NeedBase { .. } => "NeedBase",
+            Message::ElectReq { .. } => 0,
+            Message::ElectReply { .. } => 1,
+            Message::Forward(_) => 2,
+            Message::Ack { .. } => 3,
+            Message::Refuse { .. } => 4,
+            Message::NeedBase { .. } => 5,
         }
     }
 }

@@ -51,8 +51,15 @@ pub(super) struct Progress {
     pub needs_base: bool,
     /// When the base forward went out, while it is unanswered.
     pub base_sent: Option<Nanos>,
-    /// The follower's `committed` the base forward relies on.
-    pub assumed_committed: TailBitmap,
+    /// Base forwards sent since the follower last answered with something
+    /// new: each resend waits twice as long as the one before.
+    pub base_resends: u32,
+    /// The follower's `committed` the base forward relies on; `None` until
+    /// the follower reported it (a vote reply or "need base"). Until then
+    /// the leader sends empty forwards, which the follower answers with
+    /// "need base" and its `committed`: a base built on nothing would carry
+    /// the whole log.
+    pub assumed_committed: Option<TailBitmap>,
     /// LSNs the follower acknowledged to this leadership.
     pub acked: TailBitmap,
     pub echoed_seq: u64,
@@ -189,6 +196,8 @@ pub struct Replica<C: Conflicts> {
     pub(super) apply: super::commit::ApplyScan,
 
     pub(super) max_term_seen: u64,
+    /// The last refusal received: (answered, vote, committer), for `status`.
+    pub(super) last_refusal: Option<(LeaderId, LeaderId, LeaderId)>,
     pub(super) role: Role,
     pub(super) following: Following,
     /// Refuse votes until then (a live leader's forward, or a restart).
@@ -270,6 +279,7 @@ impl<C: Conflicts> Replica<C> {
             applying: BTreeSet::new(),
             apply: Default::default(),
             max_term_seen: 0,
+            last_refusal: None,
             role: Role::Follower,
             following: Following::default(),
             sticky_until: 0,
@@ -856,7 +866,13 @@ impl<C: Conflicts> Replica<C> {
     pub fn status(&self) -> String {
         let role = match &self.role {
             Role::Follower => "follower".to_string(),
-            Role::Candidate(c) => format!("candidate {:?}", c.c),
+            Role::Candidate(c) => format!(
+                "candidate {:?} (requests sent {}, grants {}, deadline {})",
+                c.c,
+                c.req_sent,
+                c.grants.len(),
+                c.deadline
+            ),
             Role::Leader(l) => format!(
                 "leader {:?}{}",
                 l.c,
@@ -865,7 +881,8 @@ impl<C: Conflicts> Replica<C> {
             ),
         };
         format!(
-            "{role}; vote {:?}; committer {:?}; slot {:?}/{:?}{}{}; writes in flight {}; slot write in flight {}",
+            "now {}; {role}; vote {:?}; committer {:?}; slot {:?}/{:?}{}{}; writes in flight {}; slot write in flight {}; last refusal {:?}",
+            self.now,
             self.vote,
             self.committer,
             self.slot.vote,
@@ -875,6 +892,7 @@ impl<C: Conflicts> Replica<C> {
                 .map_or(String::new(), |d| format!("; demoted below {d:?}")),
             self.writes.len(),
             self.slot_in_flight.is_some(),
+            self.last_refusal,
         )
     }
 }

@@ -8,7 +8,7 @@ use super::{NodeError, Request, Shared};
 use crate::apply::{self, Applied, ApplyJob, ApplyPool, Classifier, StateMachine};
 use crate::core::{Input, Nanos, Output, ProposalId, Replica, WriteId};
 use crate::ids::NodeId;
-use crate::transport::{encode_message, Inbound};
+use crate::transport::{encode_message, Inbound, PeerSender};
 use crate::wal::slot::SlotRecord;
 use crate::wal::{entry, GroupWal, SlotFile, WalError};
 use rkyv::util::AlignedVec;
@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tokio::sync::mpsc::{self, error::TrySendError};
+use tokio::sync::mpsc;
 use tokio::sync::oneshot;
 
 /// How often the clock is stepped when nothing else happens.
@@ -35,7 +35,7 @@ pub(super) struct Driver<S: StateMachine> {
     pub wal: GroupWal,
     pub slot: SlotFile,
     pub incarnation: u64,
-    pub peers: BTreeMap<NodeId, mpsc::Sender<AlignedVec>>,
+    pub peers: BTreeMap<NodeId, PeerSender>,
     pub pool: Option<ApplyPool>,
     pub shared: Arc<Shared>,
     pub metrics: Arc<Metrics>,
@@ -237,11 +237,8 @@ impl<S: StateMachine> Driver<S> {
                 return;
             }
         };
-        match queue.try_send(frame) {
-            Ok(()) => {}
-            Err(TrySendError::Full(_)) | Err(TrySendError::Closed(_)) => {
-                self.shared.peer_drops.fetch_add(1, Ordering::Relaxed);
-            }
+        if queue.try_send(frame) {
+            self.metrics.sent_by_kind[msg.kind_index()].fetch_add(1, Ordering::Relaxed);
         }
     }
 
@@ -313,6 +310,7 @@ impl<S: StateMachine> Driver<S> {
         self.metrics
             .messages_received
             .fetch_add(1, Ordering::Relaxed);
+        self.metrics.received_by_kind[inbound.msg.kind_index()].fetch_add(1, Ordering::Relaxed);
         self.inbox.push(Input::Receive {
             from: inbound.from,
             msg: inbound.msg,

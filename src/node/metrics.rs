@@ -1,5 +1,6 @@
 //! Counters and latency histograms a node keeps about itself.
 
+use crate::core::Message;
 use hdrhistogram::Histogram;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
@@ -16,6 +17,10 @@ pub struct Metrics {
     pub records_written: AtomicU64,
     pub applied: AtomicU64,
     pub messages_received: AtomicU64,
+    /// Messages received and handed to the peer links, per kind
+    /// (`Message::KINDS`).
+    pub received_by_kind: [AtomicU64; Message::KINDS.len()],
+    pub sent_by_kind: [AtomicU64; Message::KINDS.len()],
     /// Submit to durable, microseconds.
     pub wal_latency_us: Mutex<Histogram<u64>>,
     /// Records per WAL submit carrying records.
@@ -37,6 +42,8 @@ impl Default for Metrics {
             records_written: AtomicU64::new(0),
             applied: AtomicU64::new(0),
             messages_received: AtomicU64::new(0),
+            received_by_kind: Default::default(),
+            sent_by_kind: Default::default(),
             wal_latency_us: Mutex::new(histogram()),
             batch_records: Mutex::new(histogram()),
             proposal_latency_us: Mutex::new(histogram()),
@@ -64,6 +71,8 @@ pub struct MetricsSnapshot {
     pub messages_received: u64,
     pub messages_sent: u64,
     pub messages_dropped: u64,
+    pub received_by_kind: [u64; Message::KINDS.len()],
+    pub sent_by_kind: [u64; Message::KINDS.len()],
     pub wal_p50_us: u64,
     pub wal_p99_us: u64,
     pub batch_records_mean: f64,
@@ -100,6 +109,8 @@ impl Metrics {
             records_written: load(&self.records_written),
             applied: load(&self.applied),
             messages_received: load(&self.messages_received),
+            received_by_kind: self.received_by_kind.each_ref().map(load),
+            sent_by_kind: self.sent_by_kind.each_ref().map(load),
             wal_p50_us: wal.as_ref().map_or(0, |h| h.value_at_quantile(0.5)),
             wal_p99_us: wal.as_ref().map_or(0, |h| h.value_at_quantile(0.99)),
             batch_records_mean: batch,

@@ -19,7 +19,7 @@ pub use metrics::{Metrics, MetricsSnapshot};
 use crate::apply::{ApplyPool, Classifier, StateMachine};
 use crate::core::{Config, ProposeError, Replica};
 use crate::ids::NodeId;
-use crate::transport::{self, PeerStats, PEER_QUEUE_MAX};
+use crate::transport::{self, PeerStats};
 use crate::wal::{open_store, GroupWriter, Store, WalError};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -80,7 +80,6 @@ pub(crate) struct Shared {
     pub leader: AtomicU64,
     pub is_leader: AtomicBool,
     pub term: AtomicU64,
-    pub peer_drops: AtomicU64,
     /// LSNs known committed and applied here.
     pub committed: AtomicU64,
     pub applied: AtomicU64,
@@ -159,7 +158,6 @@ impl Node {
             leader: AtomicU64::new(0),
             is_leader: AtomicBool::new(false),
             term: AtomicU64::new(0),
-            peer_drops: AtomicU64::new(0),
             committed: AtomicU64::new(0),
             applied: AtomicU64::new(0),
             status: Mutex::new(String::new()),
@@ -178,8 +176,8 @@ impl Node {
         let mut peer_links = Vec::new();
         let mut peer_stats = Vec::new();
         for (&to, &addr) in config.peers.iter().filter(|(&n, _)| n != config.id) {
-            let (tx, rx) = mpsc::channel(PEER_QUEUE_MAX);
             let stats = Arc::new(PeerStats::default());
+            let (tx, rx) = transport::peer_queue(stats.clone());
             peers.insert(to, tx);
             peer_links.push((to, addr, rx, stats.clone()));
             peer_stats.push(stats);
@@ -342,7 +340,6 @@ impl Node {
             m.messages_sent += p.frames_sent.load(Ordering::Relaxed);
             m.messages_dropped += p.frames_dropped.load(Ordering::Relaxed);
         }
-        m.messages_dropped += self.shared.peer_drops.load(Ordering::Relaxed);
         m
     }
 

@@ -225,6 +225,19 @@ fn info_text(node: &Node, info: &ServerInfo) -> String {
         m.messages_received,
         m.messages_dropped,
     );
+    let by_kind = |counts: &[u64]| {
+        crate::core::Message::KINDS
+            .iter()
+            .zip(counts)
+            .map(|(kind, n)| format!("{kind}={n}"))
+            .collect::<Vec<_>>()
+            .join(",")
+    };
+    text.push_str(&format!(
+        "messages_received_by_kind:{}\r\nmessages_queued_by_kind:{}\r\n",
+        by_kind(&m.received_by_kind),
+        by_kind(&m.sent_by_kind)
+    ));
     text.push_str(&digest);
     text.push_str(&format!("core_status:{}\r\n", node.status()));
     text

@@ -12,5 +12,8 @@ mod peer;
 mod wire;
 
 pub use listen::{serve_connection, Inbound, HELLO_TIMEOUT};
-pub use peer::{run_peer, PeerStats, BACKOFF_MAX, BACKOFF_MIN, PEER_QUEUE_MAX};
+pub use peer::{
+    peer_queue, run_peer, PeerSender, PeerStats, BACKOFF_MAX, BACKOFF_MIN, PEER_QUEUE_BYTES_MAX,
+    PEER_QUEUE_MAX,
+};
 pub use wire::{decode_message, encode_message, FrameReader, WireError, WIRE_FRAME_MAX};

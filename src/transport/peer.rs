@@ -10,11 +10,16 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
-use tokio::sync::mpsc::Receiver;
+use tokio::sync::mpsc::{Receiver, Sender};
 
 /// Frames queued for one peer, at most; beyond it new ones are dropped
 /// (and counted) — the protocol resends.
 pub const PEER_QUEUE_MAX: usize = 4096;
+/// Bytes queued for one peer, at most (a frame is taken whole when the
+/// queue is empty). Bounds memory, and how stale a queued frame can be:
+/// a link that falls behind drops new frames rather than sending old ones
+/// for seconds.
+pub const PEER_QUEUE_BYTES_MAX: usize = 64 << 20;
 pub const BACKOFF_MIN: Duration = Duration::from_millis(10);
 pub const BACKOFF_MAX: Duration = Duration::from_secs(1);
 /// Bytes gathered into one write.
@@ -27,6 +32,44 @@ pub struct PeerStats {
     /// Frames dropped: queue full, or queued while the link was down.
     pub frames_dropped: AtomicU64,
     pub connects: AtomicU64,
+    /// Bytes in the queue now.
+    pub queued_bytes: AtomicU64,
+}
+
+/// The node's end of one peer link's queue, bounded in frames and bytes.
+pub struct PeerSender {
+    queue: Sender<AlignedVec>,
+    stats: Arc<PeerStats>,
+}
+
+/// A queue for the link to one peer: the node sends into the first, and
+/// `run_peer` takes from the second.
+pub fn peer_queue(stats: Arc<PeerStats>) -> (PeerSender, Receiver<AlignedVec>) {
+    let (queue, rx) = tokio::sync::mpsc::channel(PEER_QUEUE_MAX);
+    (PeerSender { queue, stats }, rx)
+}
+
+impl PeerSender {
+    /// Queues `frame`, or drops it (counted) when the queue is full or
+    /// the link has stopped; true if queued.
+    pub fn try_send(&self, frame: AlignedVec) -> bool {
+        let len = frame.len() as u64;
+        let queued = self.stats.queued_bytes.load(Ordering::Relaxed);
+        let fits = queued == 0 || queued + len <= PEER_QUEUE_BYTES_MAX as u64;
+        if fits && self.queue.try_send(frame).is_ok() {
+            self.stats.queued_bytes.fetch_add(len, Ordering::Relaxed);
+            return true;
+        }
+        self.stats.frames_dropped.fetch_add(1, Ordering::Relaxed);
+        false
+    }
+}
+
+/// Takes one frame's bytes off the queue's count.
+fn taken(stats: &PeerStats, frame: &AlignedVec) {
+    stats
+        .queued_bytes
+        .fetch_sub(frame.len() as u64, Ordering::Relaxed);
 }
 
 /// Runs the link from `me` to `to` until `queue` is closed.
@@ -71,7 +114,8 @@ pub async fn run_peer(
             }
         }
         // What was queued for a dead link is stale by the time it is back.
-        while queue.try_recv().is_ok() {
+        while let Ok(frame) = queue.try_recv() {
+            taken(&stats, &frame);
             stats.frames_dropped.fetch_add(1, Ordering::Relaxed);
         }
         tokio::time::sleep(backoff).await;
@@ -93,12 +137,14 @@ async fn send_all(
 ) -> std::io::Result<()> {
     stream.write_all(hello).await?;
     while let Some(first) = queue.recv().await {
+        taken(stats, &first);
         buf.clear();
         buf.extend_from_slice(&first);
         let mut frames = 1;
         while buf.len() < WRITE_MAX {
             match queue.try_recv() {
                 Ok(next) => {
+                    taken(stats, &next);
                     buf.extend_from_slice(&next);
                     frames += 1;
                 }

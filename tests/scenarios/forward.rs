@@ -312,3 +312,55 @@ fn s2_mutant_with_volatile_committed_is_caught() {
     });
     assert_caught(&s, "lacks base LSN 5");
 }
+
+/// A follower that did not vote for the new leader gets a base holding only
+/// what it lacks: the leader first sends empty forwards, which the follower
+/// answers with "need base" and its `committed`. A base built on nothing
+/// carries the whole log, and was resent every retransmit interval: behind
+/// a link full of such copies, all stale by the time they arrived, a
+/// lagging replica refused each one and never caught up (found by the
+/// fault test on real processes).
+#[test]
+fn base_for_a_follower_that_did_not_vote_holds_only_what_it_lacks() {
+    let t_min = Script::params().t_min;
+    let mut s = led_by_a(3, Mutations::default());
+    let ids: Vec<u64> = (0..40)
+        .map(|v| s.propose(1, KvOp::Set { key: v, value: v }))
+        .collect();
+    assert!(
+        s.run_until(300 * MS, |s| ids.iter().all(|&id| succeeded(s, id))
+            && [2, 3]
+                .iter()
+                .all(|&n| s.replica(n).committed().count() == 40))
+    );
+    // B is cut off; A restarts (leadership is volatile), and C wins with A.
+    let no_b = |m: &InFlight| m.from != 2 && m.to != 2;
+    s.drop_where(|m| !no_b(m));
+    s.crash_and_restart(1);
+    s.run_until_with(t_min + 50 * MS, no_b, |_| false);
+    let c = elect_among(&mut s, 3, &[1, 3]);
+    let healed_at = s.sent.len();
+    assert!(s.run_until(t_min, |s| s.replica(2).committer() == c));
+    assert_eq!(s.violation, None);
+    let to_b: Vec<_> = s.sent[healed_at..]
+        .iter()
+        .filter_map(|m| match &m.msg {
+            Message::Forward(f) if m.from == 3 && m.to == 2 => Some(f),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        to_b.first()
+            .is_some_and(|f| f.base.is_none() && f.records.is_empty()),
+        "the leader asks before it sends a base"
+    );
+    let base_records: usize = to_b
+        .iter()
+        .filter(|f| f.base.is_some())
+        .map(|f| f.records.len())
+        .sum();
+    assert!(
+        base_records < 10,
+        "B holds the 40 records committed: the base carried {base_records}"
+    );
+}

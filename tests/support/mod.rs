@@ -153,6 +153,38 @@ impl Cluster {
     }
 }
 
+impl Cluster {
+    /// Every thread's stack of each running node, through gdb when it is
+    /// installed: what a stalled node is blocked on.
+    pub fn stacks(&self) -> String {
+        (1..=3)
+            .filter_map(|id| self.pid(id).map(|pid| (id, pid)))
+            .map(|(id, pid)| {
+                let out = std::process::Command::new("gdb")
+                    .args([
+                        "-p",
+                        &pid.to_string(),
+                        "-batch",
+                        "-ex",
+                        "thread apply all bt",
+                    ])
+                    .output();
+                let text = match out {
+                    Ok(o) => String::from_utf8_lossy(&o.stdout).into_owned(),
+                    Err(e) => format!("(no gdb: {e})"),
+                };
+                let threads = std::process::Command::new("ps")
+                    .args(["-L", "-o", "tid,comm,time,pcpu", "-p", &pid.to_string()])
+                    .output()
+                    .map(|o| String::from_utf8_lossy(&o.stdout).into_owned())
+                    .unwrap_or_default();
+                format!("node {id} (pid {pid}):\n{threads}\n{text}")
+            })
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+}
+
 impl Drop for Cluster {
     fn drop(&mut self) {
         for id in 1..=3 {
