@@ -1,6 +1,7 @@
 //! Faults on real processes: three `traft serve` processes; clients doing
 //! SET, GET and INCR through RESP while a nemesis SIGKILLs and restarts
-//! nodes and SIGSTOPs and SIGCONTs them. Afterwards the recorded history
+//! nodes, SIGSTOPs and SIGCONTs them, and cuts replica links (every link
+//! goes through a proxy the test controls). Afterwards the recorded history
 //! must be linearizable (every acknowledged write present, no stale or
 //! invented read), and every replica must hold the same state.
 //!
@@ -172,7 +173,7 @@ fn history_stays_linearizable_while_nodes_die_and_pause() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(60);
-    let mut cluster = Cluster::start();
+    let mut cluster = Cluster::start_with_links();
     let start = Instant::now();
     let faults_end = start + Duration::from_secs(secs);
     let end = faults_end + Duration::from_secs(5);
@@ -190,13 +191,14 @@ fn history_stays_linearizable_while_nodes_die_and_pause() {
         })
         .collect();
 
-    // The nemesis: one node at a time is killed and restarted, or paused.
+    // The nemesis: one fault at a time: a node killed and restarted, a node
+    // paused, or a partition.
     let seed = std::env::var("TRAFT_NEMESIS_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(0x4E4E);
     let mut rng = Rng::new(seed);
-    let (mut kills, mut pauses) = (0, 0);
+    let (mut kills, mut pauses, mut partitions) = (0, 0, 0);
     loop {
         let wait = Duration::from_millis(300 + rng.next_u64() % 1200);
         let victim = (rng.next_u64() % 3) as usize + 1;
@@ -205,16 +207,34 @@ fn history_stays_linearizable_while_nodes_die_and_pause() {
             break; // every fault heals before the quiet period
         }
         std::thread::sleep(wait);
-        if rng.next_u64() % 2 == 0 {
-            cluster.kill(victim);
-            std::thread::sleep(down);
-            cluster.spawn(victim);
-            kills += 1;
-        } else if let Some(pid) = cluster.pid(victim) {
-            signal(pid, libc::SIGSTOP);
-            std::thread::sleep(down);
-            signal(pid, libc::SIGCONT);
-            pauses += 1;
+        match rng.next_u64() % 3 {
+            0 => {
+                cluster.kill(victim);
+                std::thread::sleep(down);
+                cluster.spawn(victim);
+                kills += 1;
+            }
+            1 => {
+                if let Some(pid) = cluster.pid(victim) {
+                    signal(pid, libc::SIGSTOP);
+                    std::thread::sleep(down);
+                    signal(pid, libc::SIGCONT);
+                    pauses += 1;
+                }
+            }
+            _ => {
+                // The victim cut off from both others, or one link cut one
+                // way (the victim hears the others but cannot reach one).
+                if rng.next_u64() % 2 == 0 {
+                    cluster.isolate(victim);
+                } else {
+                    let other = victim % 3 + 1;
+                    cluster.cut(victim, other);
+                }
+                std::thread::sleep(down);
+                cluster.heal();
+                partitions += 1;
+            }
         }
     }
     for c in clients {
@@ -298,7 +318,7 @@ fn history_stays_linearizable_while_nodes_die_and_pause() {
     let converged = Instant::now();
     let checked = linearizability::check(&tally.history);
     eprintln!(
-        "nemesis: seed {seed}, {secs} s of faults, {kills} kills, {pauses} pauses; {} operations acknowledged, {} of unknown outcome, {} refused; {} acknowledged in the 5 s after faults stopped; converged {:.1} s after the clients stopped; linearizability ({:.1} s): {checked:?}",
+        "nemesis: seed {seed}, {secs} s of faults, {kills} kills, {pauses} pauses, {partitions} partitions; {} operations acknowledged, {} of unknown outcome, {} refused; {} acknowledged in the 5 s after faults stopped; converged {:.1} s after the clients stopped; linearizability ({:.1} s): {checked:?}",
         tally.ok, tally.unknown, tally.refused, tally.ok_after_faults,
         converged.duration_since(end).as_secs_f64(),
         converged.elapsed().as_secs_f64(),

@@ -1,6 +1,7 @@
 //! Three `traft serve` processes on loopback, driven through RESP: the
 //! leader is SIGKILLed, a new one is elected with every acknowledged write
-//! readable, the killed node restarts and catches up. And the replica port
+//! readable, the killed node restarts and catches up; a leader cut off by a
+//! partition is replaced and catches up once healed. And the replica port
 //! refuses what is not a member of this cluster speaking valid frames.
 
 mod support;
@@ -130,4 +131,29 @@ fn the_replica_port_refuses_strangers_and_bad_frames_and_keeps_serving() {
         logs.contains("closing the link"),
         "bad frames are logged:\n{logs}"
     );
+}
+
+/// The leader cut off from both followers (every replica link goes through a
+/// proxy the test cuts): the other two elect a leader and take writes; once
+/// healed, the old leader follows and holds every write.
+#[test]
+fn a_partitioned_leader_is_replaced_and_catches_up_when_healed() {
+    let cluster = Cluster::start_with_links();
+    let old = cluster.wait_leader(&[1, 2, 3], Duration::from_secs(10));
+    let others: Vec<usize> = (1..=3).filter(|&id| id != old).collect();
+    cluster.isolate(old);
+    let new = cluster.wait_leader(&others, Duration::from_secs(10));
+    for i in 0..20 {
+        let key = format!("p{i}");
+        let reply = cluster.call_leader(&others, &["SET", &key, "v"]);
+        assert_eq!(reply, Value::Simple("OK".into()), "written with {old} cut off");
+    }
+    cluster.heal();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while cluster.info(old, "applied_lsns") != cluster.info(new, "committed_lsns") {
+        assert!(Instant::now() < deadline, "{}", cluster.logs());
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(cluster.info(old, "leader"), Some(new.to_string()));
+    assert_eq!(cluster.info(old, "kv_digest"), cluster.info(new, "kv_digest"));
 }

@@ -13,10 +13,12 @@
 
 mod archived;
 mod build;
+mod extent;
 mod kofn;
 mod ops;
 mod view;
 
+pub use extent::{Extent, LSN_REACH};
 pub use view::BitmapView;
 
 use crate::ids::{is_valid_lsn, Lsn, LSN_LIMIT};

@@ -13,7 +13,7 @@ use super::mutations::Mutations;
 use super::params::Params;
 use super::quorum::Config;
 use super::rng::Rng;
-use crate::bitmap::TailBitmap;
+use crate::bitmap::{Extent, TailBitmap};
 use crate::frame::Record;
 use crate::ids::{LeaderId, Lsn, NodeId};
 use std::collections::{BTreeMap, BTreeSet};
@@ -196,6 +196,8 @@ pub struct Replica<C: Conflicts> {
     pub(super) apply: super::commit::ApplyScan,
 
     pub(super) max_term_seen: u64,
+    /// Messages dropped because their LSNs lie beyond `LSN_REACH` of ours.
+    pub(super) out_of_reach: u64,
     /// The last refusal received: (answered, vote, committer), for `status`.
     pub(super) last_refusal: Option<(LeaderId, LeaderId, LeaderId)>,
     pub(super) role: Role,
@@ -280,6 +282,7 @@ impl<C: Conflicts> Replica<C> {
             apply: Default::default(),
             max_term_seen: 0,
             last_refusal: None,
+            out_of_reach: 0,
             role: Role::Follower,
             following: Following::default(),
             sticky_until: 0,
@@ -439,6 +442,12 @@ impl<C: Conflicts> Replica<C> {
     }
 
     fn on_message(&mut self, from: NodeId, msg: Message) {
+        if !self.in_reach(&msg) {
+            // Held, its LSNs would make our sets grow by the gap (see
+            // `LSN_REACH`): invalid input, dropped like a bad frame.
+            self.out_of_reach += 1;
+            return;
+        }
         match msg {
             Message::ElectReq {
                 candidate,
@@ -468,6 +477,44 @@ impl<C: Conflicts> Replica<C> {
             } => self.on_refuse(leader, vote, committer),
             Message::NeedBase { leader, committed } => self.on_need_base(from, leader, committed),
         }
+    }
+
+    /// Whether the LSNs `msg` carries lie within `LSN_REACH` of ours.
+    fn in_reach(&self, msg: &Message) -> bool {
+        let mut extent = Extent::default();
+        extent.set(&self.accepted).set(&self.committed);
+        match msg {
+            Message::ElectReq { accepted, .. } => {
+                extent.set(accepted);
+            }
+            Message::ElectReply { grant, .. } => {
+                if let Some(g) = grant {
+                    extent.set(&g.accepted).set(&g.committed);
+                    g.records.iter().for_each(|r| {
+                        extent.lsn(r.lsn);
+                    });
+                }
+            }
+            Message::Forward(f) => {
+                extent.set(&f.committed);
+                if let Some(assumed) = &f.base {
+                    extent.set(assumed);
+                }
+                f.records.iter().for_each(|r| {
+                    extent.lsn(r.lsn);
+                });
+            }
+            Message::Ack {
+                acked, committed, ..
+            } => {
+                extent.set(acked).set(committed);
+            }
+            Message::NeedBase { committed, .. } => {
+                extent.set(committed);
+            }
+            Message::Refuse { .. } => {}
+        }
+        extent.within_reach()
     }
 
     fn on_tick(&mut self) {
@@ -881,7 +928,7 @@ impl<C: Conflicts> Replica<C> {
             ),
         };
         format!(
-            "now {}; {role}; vote {:?}; committer {:?}; slot {:?}/{:?}{}{}; writes in flight {}; slot write in flight {}; last refusal {:?}",
+            "now {}; {role}; vote {:?}; committer {:?}; slot {:?}/{:?}{}{}; writes in flight {}; slot write in flight {}; last refusal {:?}; dropped out of reach {}",
             self.now,
             self.vote,
             self.committer,
@@ -893,6 +940,7 @@ impl<C: Conflicts> Replica<C> {
             self.writes.len(),
             self.slot_in_flight.is_some(),
             self.last_refusal,
+            self.out_of_reach,
         )
     }
 }

@@ -6,4 +6,4 @@ mod parse;
 mod server;
 
 pub use parse::{parse_command, Reply, RespError, RESP_ARGS_MAX, RESP_BULK_MAX};
-pub use server::{serve, ServerInfo};
+pub use server::{kv_reply, request_of, serve, Request, ServerInfo};

@@ -94,18 +94,32 @@ fn wrong_args(name: &[u8]) -> Reply {
     ))
 }
 
-async fn execute(node: &Node, info: &ServerInfo, mut args: Vec<Vec<u8>>) -> Reply {
+/// What a client's request asks for.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Request {
+    /// Answered at once, without the replicas.
+    Answer(Reply),
+    Info,
+    /// A command for the replicated KV store.
+    Kv(KvCommand),
+}
+
+/// Reads a parsed request (at least one argument: its name).
+pub fn request_of(mut args: Vec<Vec<u8>>) -> Request {
+    use Request::Answer;
     let name = args[0].to_ascii_uppercase();
     let n = args.len();
     let command = match (name.as_slice(), n) {
-        (b"PING", 1) => return Reply::Simple("PONG"),
-        (b"PING", 2) | (b"ECHO", 2) => return Reply::Bulk(args.pop()),
+        (b"PING", 1) => return Answer(Reply::Simple("PONG")),
+        (b"PING", 2) | (b"ECHO", 2) => return Answer(Reply::Bulk(args.pop())),
         (b"SET", 3) => KvCommand::Set {
             value: args.pop().expect("3 args"),
             key: args.pop().expect("3 args"),
         },
         (b"SET", _) if n > 3 => {
-            return Reply::Error("ERR syntax error: SET takes no options here".into())
+            return Answer(Reply::Error(
+                "ERR syntax error: SET takes no options here".into(),
+            ))
         }
         (b"GET", 2) => KvCommand::Get {
             key: args.pop().expect("2 args"),
@@ -127,22 +141,31 @@ async fn execute(node: &Node, info: &ServerInfo, mut args: Vec<Vec<u8>>) -> Repl
             }
             KvCommand::MSet { pairs }
         }
-        (b"INFO", _) => return Reply::Bulk(Some(info_text(node, info).into_bytes())),
+        (b"INFO", _) => return Request::Info,
         // What redis-cli and redis-benchmark ask on connecting.
-        (b"COMMAND", _) | (b"CONFIG", _) => return Reply::Array(Vec::new()),
-        (b"SELECT", 2) if args[1] == b"0" => return Reply::Simple("OK"),
-        (b"SELECT", 2) => return Reply::Error("ERR DB index is out of range".into()),
-        (b"CLIENT", _) | (b"QUIT", _) => return Reply::Simple("OK"),
+        (b"COMMAND", _) | (b"CONFIG", _) => return Answer(Reply::Array(Vec::new())),
+        (b"SELECT", 2) if args[1] == b"0" => return Answer(Reply::Simple("OK")),
+        (b"SELECT", 2) => return Answer(Reply::Error("ERR DB index is out of range".into())),
+        (b"CLIENT", _) | (b"QUIT", _) => return Answer(Reply::Simple("OK")),
         (
             b"PING" | b"ECHO" | b"SET" | b"GET" | b"INCR" | b"DEL" | b"MGET" | b"MSET" | b"SELECT",
             _,
-        ) => return wrong_args(&name),
+        ) => return Answer(wrong_args(&name)),
         _ => {
-            return Reply::Error(format!(
+            return Answer(Reply::Error(format!(
                 "ERR unknown command '{}'",
                 String::from_utf8_lossy(&args[0])
-            ))
+            )))
         }
+    };
+    Request::Kv(command)
+}
+
+async fn execute(node: &Node, info: &ServerInfo, args: Vec<Vec<u8>>) -> Reply {
+    let command = match request_of(args) {
+        Request::Answer(reply) => return reply,
+        Request::Info => return Reply::Bulk(Some(info_text(node, info).into_bytes())),
+        Request::Kv(command) => command,
     };
     let result = if command.read_only() {
         node.read(command.encode()).await
@@ -158,7 +181,8 @@ async fn execute(node: &Node, info: &ServerInfo, mut args: Vec<Vec<u8>>) -> Repl
     }
 }
 
-fn kv_reply(reply: KvReply) -> Reply {
+/// The RESP form of a KV store's reply.
+pub fn kv_reply(reply: KvReply) -> Reply {
     match reply {
         KvReply::Ok => Reply::Simple("OK"),
         KvReply::Value(v) => Reply::Bulk(v),

@@ -1,5 +1,6 @@
 //! The core's WAL entries as frames, and recovered frames as entries.
 
+use crate::bitmap::{Extent, LSN_REACH};
 use crate::core::WalEntry;
 use crate::frame::{self, BaseFrame, CommittedFrame, Frame, FrameError, FrameKind, RecordBatch};
 use crate::ids::LeaderId;
@@ -44,6 +45,8 @@ pub fn decode<'a>(
     mut committer: LeaderId,
 ) -> Result<Vec<WalEntry>, FrameError> {
     let mut entries = Vec::new();
+    // The LSNs held so far: each frame must stay within reach of them.
+    let mut extent = Extent::default();
     for frame in frames {
         let kind = frame.header.kind;
         let entry = match kind {
@@ -81,9 +84,44 @@ pub fn decode<'a>(
                 })
             }
         };
+        let before = extent;
+        entry_extent(&entry, &mut extent);
+        if !extent.within_reach() {
+            let (lo, hi) = extent.range().expect("not within reach: not empty");
+            return Err(FrameError::InvalidPayload {
+                kind,
+                reason: format!(
+                    "LSNs {lo} to {hi} do not fit in one bitmap ({LSN_REACH} LSNs; {:?} held before this frame)",
+                    before.range()
+                ),
+            });
+        }
         entries.push(entry);
     }
     Ok(entries)
+}
+
+/// Adds the LSNs `entry` holds to `extent`.
+fn entry_extent(entry: &WalEntry, extent: &mut Extent) {
+    match entry {
+        WalEntry::Records { records, .. } => records.iter().for_each(|r| {
+            extent.lsn(r.lsn);
+        }),
+        WalEntry::Base {
+            keep,
+            records,
+            committed,
+            ..
+        } => {
+            extent.set(keep).set(committed);
+            records.iter().for_each(|r| {
+                extent.lsn(r.lsn);
+            });
+        }
+        WalEntry::Committed { committed } => {
+            extent.set(committed);
+        }
+    }
 }
 
 #[cfg(test)]
@@ -142,5 +180,24 @@ mod tests {
             Frame::decode(&bytes),
             Err(FrameError::InvalidPayload { .. })
         ));
+    }
+
+    #[test]
+    fn a_record_beyond_reach_of_the_log_is_refused() {
+        let c = LeaderId::new(1, 1);
+        let entries = [
+            WalEntry::Records {
+                committer: c,
+                records: vec![record(3)],
+            },
+            WalEntry::Records {
+                committer: c,
+                records: vec![record(3 + crate::bitmap::LSN_REACH)],
+            },
+        ];
+        let encoded: Vec<AlignedVec> = entries.iter().map(|e| encode(e).unwrap()).collect();
+        let frames = encoded.iter().map(|b| Frame::decode(b).unwrap());
+        let err = decode(frames, c).unwrap_err();
+        assert!(err.to_string().contains("LSNs 3 to"), "{err}");
     }
 }

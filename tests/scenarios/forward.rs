@@ -364,3 +364,36 @@ fn base_for_a_follower_that_did_not_vote_holds_only_what_it_lacks() {
         "B holds the 40 records committed: the base carried {base_records}"
     );
 }
+
+/// A forward whose record lies `LSN_REACH` or more past what the follower
+/// holds is dropped as invalid: taken, the follower's sets would grow by
+/// the whole gap (one record at LSN 2^60 asks for 2^54 words). The same
+/// forward within reach is taken.
+#[test]
+fn a_forward_beyond_reach_is_dropped() {
+    let mut s = three_led_by_a(Mutations::default());
+    let forward = s
+        .sent
+        .iter()
+        .rev()
+        .find(|m| {
+            m.from == 1
+                && m.to == 2
+                && matches!(&m.msg, Message::Forward(f) if !f.records.is_empty())
+        })
+        .cloned()
+        .expect("a forward with records to B");
+    let mut far = forward.clone();
+    let Message::Forward(f) = &mut far.msg else {
+        unreachable!()
+    };
+    let lsn = f.records[0].lsn + traft::bitmap::LSN_REACH;
+    f.records[0].lsn = lsn;
+    f.records[0].deps = traft::TailBitmap::new();
+    s.pool.push(far);
+    s.deliver(|m| m.to == 2);
+    s.complete_disk(2);
+    assert!(!s.replica(2).accepted().contains(lsn), "dropped");
+    assert!(s.replica(2).status().contains("dropped out of reach 1"));
+    assert_eq!(s.violation, None);
+}

@@ -2,6 +2,8 @@
 //! shared by the process tests.
 #![allow(dead_code)] // each test file uses part of it
 
+pub mod proxy;
+
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::path::Path;
@@ -25,16 +27,37 @@ pub struct Cluster {
     pub client_ports: Vec<u16>,
     pub root: tempfile::TempDir,
     pub children: Vec<Option<Child>>,
+    /// With `start_with_links`: node i reaches node j through `links[(i, j)]`.
+    pub links: std::collections::BTreeMap<(usize, usize), proxy::Link>,
 }
 
 impl Cluster {
     pub fn start() -> Cluster {
+        Cluster::start_inner(false)
+    }
+
+    /// A cluster whose replica links all go through proxies the test can
+    /// cut (`cut`, `isolate`, `heal`).
+    pub fn start_with_links() -> Cluster {
+        Cluster::start_inner(true)
+    }
+
+    fn start_inner(with_links: bool) -> Cluster {
         let ports = free_ports(6);
+        let mut links = std::collections::BTreeMap::new();
+        if with_links {
+            for from in 1..=3 {
+                for to in (1..=3).filter(|&to| to != from) {
+                    links.insert((from, to), proxy::Link::start(ports[to - 1]));
+                }
+            }
+        }
         let mut cluster = Cluster {
             replica_ports: ports[..3].to_vec(),
             client_ports: ports[3..].to_vec(),
             root: tempfile::tempdir().unwrap(),
             children: vec![None, None, None],
+            links,
         };
         for id in 1..=3 {
             cluster.spawn(id);
@@ -55,10 +78,21 @@ impl Cluster {
                 .collect::<Vec<_>>()
                 .join(",")
         };
+        // Node `id` reaches the others through its links, if there are any.
+        let peers: Vec<u16> = (1..=3)
+            .map(|to| match self.links.get(&(id, to)) {
+                Some(link) => link.port,
+                None => self.replica_ports[to - 1],
+            })
+            .collect();
         let log = std::fs::File::create(self.root.path().join(format!("log-{id}"))).unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_traft"))
             .args(["serve", "--id", &id.to_string()])
-            .args(["--peers", &list(&self.replica_ports)])
+            .args(["--peers", &list(&peers)])
+            .args([
+                "--listen",
+                &format!("127.0.0.1:{}", self.replica_ports[id - 1]),
+            ])
             .args(["--client-peers", &list(&self.client_ports)])
             .args([
                 "--client-listen",
@@ -154,6 +188,25 @@ impl Cluster {
 }
 
 impl Cluster {
+    /// Cuts the link from node `from` to node `to` (one direction).
+    pub fn cut(&self, from: usize, to: usize) {
+        self.links[&(from, to)].cut();
+    }
+
+    /// Cuts every link to and from node `id`.
+    pub fn isolate(&self, id: usize) {
+        for (&(from, to), link) in &self.links {
+            if from == id || to == id {
+                link.cut();
+            }
+        }
+    }
+
+    /// Heals every link.
+    pub fn heal(&self) {
+        self.links.values().for_each(proxy::Link::heal);
+    }
+
     /// Every thread's stack of each running node, through gdb when it is
     /// installed: what a stalled node is blocked on.
     pub fn stacks(&self) -> String {
