@@ -146,7 +146,11 @@ fn a_partitioned_leader_is_replaced_and_catches_up_when_healed() {
     for i in 0..20 {
         let key = format!("p{i}");
         let reply = cluster.call_leader(&others, &["SET", &key, "v"]);
-        assert_eq!(reply, Value::Simple("OK".into()), "written with {old} cut off");
+        assert_eq!(
+            reply,
+            Value::Simple("OK".into()),
+            "written with {old} cut off"
+        );
     }
     cluster.heal();
     let deadline = Instant::now() + Duration::from_secs(10);
@@ -155,5 +159,8 @@ fn a_partitioned_leader_is_replaced_and_catches_up_when_healed() {
         std::thread::sleep(Duration::from_millis(50));
     }
     assert_eq!(cluster.info(old, "leader"), Some(new.to_string()));
-    assert_eq!(cluster.info(old, "kv_digest"), cluster.info(new, "kv_digest"));
+    assert_eq!(
+        cluster.info(old, "kv_digest"),
+        cluster.info(new, "kv_digest")
+    );
 }

@@ -51,6 +51,9 @@ pub struct ServeArgs {
     /// Interval between forwards when idle, milliseconds.
     #[arg(long, default_value_t = 50)]
     heartbeat_ms: u64,
+    /// WAL segment size, KiB (a multiple of 4).
+    #[arg(long, default_value_t = 64 << 10)]
+    segment_kib: usize,
 }
 
 fn parse_peer(s: &str) -> Result<(NodeId, SocketAddr), String> {
@@ -88,6 +91,10 @@ pub fn run(args: ServeArgs) -> Result<()> {
         other => bail!("unknown backend {other:?}: uring or file"),
     };
     config.apply_workers = args.apply_workers;
+    if args.segment_kib == 0 || args.segment_kib % 4 != 0 {
+        bail!("--segment-kib must be a positive multiple of 4");
+    }
+    config.store.segment_size = args.segment_kib << 10;
     if let Some(cluster_id) = args.cluster_id {
         config.cluster_id = cluster_id;
     }

@@ -108,6 +108,7 @@ pub struct Node {
     metrics: Arc<Metrics>,
     peer_stats: Vec<Arc<PeerStats>>,
     wal_writes: Arc<AtomicU64>,
+    wal_waiting_for_space: Arc<AtomicBool>,
     thread: Option<JoinHandle<Result<(), NodeError>>>,
 }
 
@@ -183,6 +184,7 @@ impl Node {
             peer_stats.push(stats);
         }
         let wal_writes = wal.write_counter();
+        let wal_waiting_for_space = wal.space_flag();
         let driver = driver::Driver {
             replica,
             sm,
@@ -238,6 +240,7 @@ impl Node {
             metrics,
             peer_stats,
             wal_writes,
+            wal_waiting_for_space,
             thread: Some(thread),
         })
     }
@@ -326,6 +329,12 @@ impl Node {
             .lock()
             .map(|s| s.clone())
             .unwrap_or_default()
+    }
+
+    /// True while the WAL waits for disk space for its next segment:
+    /// nothing new becomes durable here, so nothing is acknowledged.
+    pub fn wal_waiting_for_space(&self) -> bool {
+        self.wal_waiting_for_space.load(Ordering::Relaxed)
     }
 
     /// Why the node stopped, if it failed.

@@ -262,6 +262,10 @@ fn info_text(node: &Node, info: &ServerInfo) -> String {
         by_kind(&m.received_by_kind),
         by_kind(&m.sent_by_kind)
     ));
+    text.push_str(&format!(
+        "wal_waiting_for_space:{}\r\n",
+        u8::from(node.wal_waiting_for_space())
+    ));
     text.push_str(&digest);
     text.push_str(&format!("core_status:{}\r\n", node.status()));
     text

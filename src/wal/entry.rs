@@ -47,6 +47,7 @@ pub fn decode<'a>(
     let mut entries = Vec::new();
     // The LSNs held so far: each frame must stay within reach of them.
     let mut extent = Extent::default();
+    let mut last_base = LeaderId::ZERO;
     for frame in frames {
         let kind = frame.header.kind;
         let entry = match kind {
@@ -63,6 +64,17 @@ pub fn decode<'a>(
             }
             FrameKind::Base => {
                 let base: BaseFrame = owned(kind, rkyv::deserialize(frame.base()?))?;
+                if base.committer < last_base {
+                    // I2: the writer never issues one (the core asserts it).
+                    return Err(FrameError::InvalidPayload {
+                        kind,
+                        reason: format!(
+                            "base frame of committer {:?} after one of {last_base:?}: committer never decreases",
+                            base.committer
+                        ),
+                    });
+                }
+                last_base = base.committer;
                 committer = base.committer;
                 WalEntry::Base {
                     committer: base.committer,

@@ -127,7 +127,10 @@ impl Storage for FileStorage {
         // Zeroed under a temporary name, so a crash never leaves a short
         // segment under a real one.
         let tmp = self.dir.join(format!("{index:016x}.tmp"));
-        zero_fill(&tmp, size as u64)?;
+        if let Err(e) = zero_fill(&tmp, size as u64) {
+            let _ = fs::remove_file(&tmp); // give back what it took
+            return Err(e);
+        }
         fs::rename(&tmp, self.path(index))?;
         self.sync_dir()
     }
@@ -212,7 +215,10 @@ pub fn prepare_ahead(dir: &Path, size: usize, keep: usize) -> io::Result<()> {
             .map_or(0, |d| d.as_nanos());
         let name = format!("{stamp:x}-{i}");
         let tmp = dir.join(format!("{name}.tmp"));
-        zero_fill(&tmp, size as u64)?;
+        if let Err(e) = zero_fill(&tmp, size as u64) {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
         fs::rename(&tmp, dir.join(format!("{name}{PREPARED_SUFFIX}")))?;
         File::open(dir)?.sync_all()?;
     }

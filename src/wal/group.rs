@@ -4,11 +4,12 @@
 
 use super::storage::Storage;
 use super::writer::{Recovered, Wal, WalError, WalOptions};
-use crossbeam::channel::{bounded, Receiver, Sender};
+use crossbeam::channel::{bounded, Receiver, RecvTimeoutError, Sender};
 use rkyv::util::AlignedVec;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
+use std::time::Duration;
 
 /// Requests waiting for the writer, at most: a bound on queued memory.
 pub const GROUP_QUEUE_MAX: usize = 4096;
@@ -29,6 +30,7 @@ struct Request {
 pub struct GroupWal {
     requests: Sender<Request>,
     writes: Arc<AtomicU64>,
+    waiting_for_space: Arc<AtomicBool>,
 }
 
 /// The writer thread. It ends once every `GroupWal` is dropped; `join`
@@ -67,6 +69,8 @@ impl GroupWal {
         let (wake, woken) = bounded::<()>(1);
         let writes = Arc::new(AtomicU64::new(0));
         let counted = writes.clone();
+        let waiting_for_space = Arc::new(AtomicBool::new(false));
+        let waiting = waiting_for_space.clone();
         let preparer = prepare_in.map(|dir| {
             let size = options.segment_size;
             std::thread::Builder::new()
@@ -81,7 +85,7 @@ impl GroupWal {
                 match wal {
                     Ok((wal, found)) => {
                         let _ = opened.send(Ok(found));
-                        write_loop(wal, queue, wake, &counted);
+                        write_loop(wal, queue, wake, &counted, &waiting);
                     }
                     Err(e) => {
                         let _ = opened.send(Err(e));
@@ -93,7 +97,12 @@ impl GroupWal {
             .recv()
             .expect("the writer thread reports recovery")?;
         let writer = GroupWriter { thread, preparer };
-        Ok((GroupWal { requests, writes }, writer, found))
+        let wal = GroupWal {
+            requests,
+            writes,
+            waiting_for_space,
+        };
+        Ok((wal, writer, found))
     }
 
     /// Appends `frames` and waits until they are durable; returns the
@@ -113,6 +122,11 @@ impl GroupWal {
     /// counter that outlives the handle.
     pub fn write_counter(&self) -> Arc<AtomicU64> {
         self.writes.clone()
+    }
+
+    /// True while appends wait for disk space for the next segment.
+    pub fn space_flag(&self) -> Arc<AtomicBool> {
+        self.waiting_for_space.clone()
     }
 
     /// Queues `frames` without waiting; `done` runs on the writer thread once
@@ -138,11 +152,17 @@ fn prepare_loop(dir: &std::path::Path, size: usize, woken: Receiver<()>) {
     }
 }
 
+/// How long the writer waits before trying again to make a segment ready
+/// on a full disk, at first and at most.
+pub const NO_SPACE_RETRY_MIN: Duration = Duration::from_millis(50);
+pub const NO_SPACE_RETRY_MAX: Duration = Duration::from_secs(1);
+
 fn write_loop<S: Storage>(
     mut wal: Wal<S>,
     queue: Receiver<Request>,
     wake: Sender<()>,
     writes: &AtomicU64,
+    waiting_for_space: &AtomicBool,
 ) {
     while let Ok(first) = queue.recv() {
         let segment = wal.segment();
@@ -155,7 +175,37 @@ fn write_loop<S: Storage>(
             counts.push(request.frames.len() as u64);
             frames.append(&mut request.frames);
         }
-        let result = wal.append(&mut frames);
+        let mut retry = NO_SPACE_RETRY_MIN;
+        let result = loop {
+            match wal.append(&mut frames) {
+                // Nothing was written: wait for space, taking in what
+                // arrives meanwhile, and try again. Nothing resolves until
+                // then, so nothing is acknowledged.
+                Err(WalError::NoSpaceForSegment { segment, source }) => {
+                    if !waiting_for_space.swap(true, Ordering::Relaxed) {
+                        tracing::error!(
+                            "no space for WAL segment {segment} ({source}): appends wait until there is"
+                        );
+                    }
+                    match queue.recv_timeout(retry) {
+                        Ok(mut request) => {
+                            counts.push(request.frames.len() as u64);
+                            frames.append(&mut request.frames);
+                            group.push(request);
+                        }
+                        Err(RecvTimeoutError::Timeout) => {}
+                        Err(RecvTimeoutError::Disconnected) => {
+                            break Err(WalError::NoSpaceForSegment { segment, source })
+                        }
+                    }
+                    retry = (retry * 2).min(NO_SPACE_RETRY_MAX);
+                }
+                other => break other,
+            }
+        };
+        if waiting_for_space.swap(false, Ordering::Relaxed) {
+            tracing::info!("WAL space is back: appends resume");
+        }
         writes.fetch_add(1, Ordering::Relaxed);
         if wal.segment() != segment {
             let _ = wake.try_send(()); // it took a prepared segment
@@ -221,6 +271,44 @@ mod tests {
         let total = seqs.len() as u64;
         assert_eq!(seqs.first(), Some(&FIRST_WAL_SEQ));
         assert_eq!(seqs.last(), Some(&(FIRST_WAL_SEQ + total - 1)));
+        drop(wal);
+        writer.join();
+    }
+
+    #[test]
+    fn appends_wait_for_space_for_the_next_segment_and_resume() {
+        let options = WalOptions {
+            segment_size: 4 * crate::wal::BLOCK,
+            incarnation: 1,
+            rules: Default::default(),
+        };
+        let storage = MemStorage::default();
+        let full = storage.no_space.clone();
+        let (wal, writer, _) = GroupWal::start(move || Ok(storage), options, None).unwrap();
+        full.store(true, Ordering::Relaxed);
+        let waiting = wal.space_flag();
+        let appender = wal.clone();
+        // Five frames of 3,000 bytes do not fit one segment of 16 KiB.
+        let appends = std::thread::spawn(move || {
+            (0..8)
+                .map(|_| appender.append(vec![frame_of(3000)]).unwrap())
+                .collect::<Vec<_>>()
+        });
+        let deadline = std::time::Instant::now() + Duration::from_secs(5);
+        while !waiting.load(Ordering::Relaxed) {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the writer never waited"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::thread::sleep(Duration::from_millis(200));
+        assert!(!appends.is_finished(), "nothing resolves without space");
+        full.store(false, Ordering::Relaxed);
+        let seqs = appends.join().unwrap();
+        let expected: Vec<u64> = (FIRST_WAL_SEQ..FIRST_WAL_SEQ + 8).collect();
+        assert_eq!(seqs, expected, "every append landed once, in order");
+        assert!(!waiting.load(Ordering::Relaxed));
         drop(wal);
         writer.join();
     }

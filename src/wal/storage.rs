@@ -77,6 +77,8 @@ pub struct MemStorage {
     pub power_fails_after: Option<usize>,
     /// The next `sync` fails (a disk error, not a power loss).
     pub fail_next_sync: bool,
+    /// While set, making a new segment fails as on a full disk.
+    pub no_space: std::sync::Arc<std::sync::atomic::AtomicBool>,
     dark: bool,
 }
 
@@ -143,6 +145,9 @@ impl Storage for MemStorage {
 
     fn prepare(&mut self, index: u64, size: usize) -> io::Result<()> {
         self.tick()?;
+        if self.no_space.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(io::Error::from(io::ErrorKind::StorageFull));
+        }
         let segment = MemSegment {
             durable: vec![0; size],
             pending: Vec::new(),

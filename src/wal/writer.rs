@@ -21,6 +21,15 @@ pub enum WalError {
         #[source]
         source: io::Error,
     },
+    /// The next segment could not be made ready: nothing of the append
+    /// was written and the WAL is not poisoned; it can be retried once
+    /// there is space.
+    #[error("no space for WAL segment {segment}: {source}")]
+    NoSpaceForSegment {
+        segment: u64,
+        #[source]
+        source: io::Error,
+    },
     #[error("WAL {op} failed on segment {segment}: permission denied")]
     PermissionDenied {
         op: &'static str,
@@ -220,7 +229,11 @@ impl<S: Storage> Wal<S> {
     pub fn append(&mut self, frames: &mut [AlignedVec]) -> Result<u64, WalError> {
         let result = self.append_inner(frames);
         if let Err(e) = &result {
-            if self.poisoned.is_none() && !matches!(e, WalError::FrameTooLarge { .. }) {
+            let retryable = matches!(
+                e,
+                WalError::FrameTooLarge { .. } | WalError::NoSpaceForSegment { .. }
+            );
+            if self.poisoned.is_none() && !retryable {
                 self.poisoned = Some(e.to_string());
             }
         }
@@ -246,6 +259,18 @@ impl<S: Storage> Wal<S> {
                 segment_size: self.options.segment_size,
             });
         }
+        // The segments this batch rolls over into are made ready before a
+        // byte is written: a full disk shows here, with nothing changed.
+        let mut offset = self.offset;
+        let mut rollovers = 0;
+        for f in frames.iter() {
+            if offset + f.len() > self.options.segment_size {
+                rollovers += 1;
+                offset = 0;
+            }
+            offset += f.len();
+        }
+        self.reserve_segments(rollovers)?;
         // Every frame before this batch is durable: that is what they vouch.
         let durable_upto = first;
         let total: usize = frames.iter().map(|f| f.len()).sum();
@@ -294,6 +319,36 @@ impl<S: Storage> Wal<S> {
         self.storage
             .write_durable(segment, start, bytes)
             .map_err(io_err("durable write", segment))
+    }
+
+    /// Makes the `count` segments after the current one ready (spare):
+    /// recycled, prepared ahead, or zero-filled here.
+    fn reserve_segments(&mut self, count: u64) -> Result<(), WalError> {
+        let size = self.options.segment_size;
+        for index in self.segment + 1..=self.segment + count {
+            if self.spare.contains(&index) {
+                continue;
+            }
+            let adopted = self
+                .storage
+                .adopt_prepared(index, size)
+                .map_err(io_err("adopt", index))?;
+            if !adopted {
+                // Nothing prepared ahead: zero it here, on the commit path.
+                self.storage.prepare(index, size).map_err(|source| {
+                    match WalError::io("prepare", index, source) {
+                        WalError::DiskFull { source, .. } => WalError::NoSpaceForSegment {
+                            segment: index,
+                            source,
+                        },
+                        other => other,
+                    }
+                })?;
+            }
+            self.spare.push(index);
+            self.spare.sort_unstable();
+        }
+        Ok(())
     }
 
     /// Moves to the next segment: a spare one (recycled, stale bytes are

@@ -29,20 +29,26 @@ pub struct Cluster {
     pub children: Vec<Option<Child>>,
     /// With `start_with_links`: node i reaches node j through `links[(i, j)]`.
     pub links: std::collections::BTreeMap<(usize, usize), proxy::Link>,
+    /// Each node's data directory (default: `node-N` under `root`).
+    pub data_dirs: Vec<std::path::PathBuf>,
+    /// More arguments for each node's `traft serve`.
+    pub extra_args: Vec<Vec<String>>,
 }
 
 impl Cluster {
     pub fn start() -> Cluster {
-        Cluster::start_inner(false)
+        Cluster::start_custom(false, |_| {})
     }
 
     /// A cluster whose replica links all go through proxies the test can
     /// cut (`cut`, `isolate`, `heal`).
     pub fn start_with_links() -> Cluster {
-        Cluster::start_inner(true)
+        Cluster::start_custom(true, |_| {})
     }
 
-    fn start_inner(with_links: bool) -> Cluster {
+    /// A cluster set up by `customize` (data directories, arguments) before
+    /// its nodes start.
+    pub fn start_custom(with_links: bool, customize: impl FnOnce(&mut Cluster)) -> Cluster {
         let ports = free_ports(6);
         let mut links = std::collections::BTreeMap::new();
         if with_links {
@@ -52,13 +58,20 @@ impl Cluster {
                 }
             }
         }
+        let root = tempfile::tempdir().unwrap();
+        let data_dirs = (1..=3)
+            .map(|id| root.path().join(format!("node-{id}")))
+            .collect();
         let mut cluster = Cluster {
             replica_ports: ports[..3].to_vec(),
             client_ports: ports[3..].to_vec(),
-            root: tempfile::tempdir().unwrap(),
+            root,
             children: vec![None, None, None],
             links,
+            data_dirs,
+            extra_args: vec![Vec::new(); 3],
         };
+        customize(&mut cluster);
         for id in 1..=3 {
             cluster.spawn(id);
         }
@@ -99,7 +112,8 @@ impl Cluster {
                 &format!("127.0.0.1:{}", self.client_ports[id - 1]),
             ])
             .arg("--data-dir")
-            .arg(self.root.path().join(format!("node-{id}")))
+            .arg(&self.data_dirs[id - 1])
+            .args(&self.extra_args[id - 1])
             .args(["--cluster-id", &CLUSTER_ID.to_string()])
             .args(["--t-min-ms", "150", "--heartbeat-ms", "15"])
             // TRAFT_TEST_BACKEND=file runs the WAL on pwrite instead of io_uring.
