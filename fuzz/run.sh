@@ -3,7 +3,8 @@
 # (default 600) with cargo-fuzz and libFuzzer, then shrinks each corpus.
 # Needs a nightly toolchain; installs cargo-fuzz if it is missing. Inputs
 # that crash a target land in fuzz/artifacts/<target>/; once fixed, copy
-# them into fuzz/corpus/<target>/ so every test run replays them.
+# them into fuzz/regressions/<target>/ (which shrinking leaves alone) so
+# every test run replays them.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${TRAFT_FUZZ_SECS:-600}"
