@@ -159,6 +159,51 @@ fn client(
     }
 }
 
+/// Each node's `INFO` figures, logs and thread stacks; first, with
+/// `TRAFT_NEMESIS_HOLD=SECS`, leaves the stalled cluster up that long.
+fn stall_report(cluster: &Cluster) -> String {
+    if let Some(secs) = std::env::var("TRAFT_NEMESIS_HOLD")
+        .ok()
+        .and_then(|s| s.parse().ok())
+    {
+        eprintln!(
+            "stalled; holding {secs} s: client ports {:?}, pids {:?}",
+            cluster.client_ports,
+            (1..=3).map(|id| cluster.pid(id)).collect::<Vec<_>>()
+        );
+        std::thread::sleep(Duration::from_secs(secs));
+    }
+    let fields = [
+        "role",
+        "leader",
+        "term",
+        "committed_lsns",
+        "applied_lsns",
+        "messages_sent",
+        "messages_received",
+        "messages_dropped",
+        "proposals",
+        "messages_received_by_kind",
+        "messages_queued_by_kind",
+        "core_status",
+    ];
+    let infos: Vec<String> = (1..=3)
+        .map(|id| {
+            let values: Vec<String> = fields
+                .iter()
+                .map(|f| format!("{f}={:?}", cluster.info(id, f)))
+                .collect();
+            format!("node {id}: {}", values.join(" "))
+        })
+        .collect();
+    format!(
+        "{}\nlogs:\n{}\nstacks:\n{}",
+        infos.join("\n"),
+        cluster.logs(),
+        cluster.stacks()
+    )
+}
+
 fn signal(pid: u32, sig: libc::c_int) {
     // SAFETY: kill(2) on a child process id this test spawned and has not
     // reaped; no memory is shared.
@@ -199,6 +244,7 @@ fn history_stays_linearizable_while_nodes_die_and_pause() {
         .unwrap_or(0x4E4E);
     let mut rng = Rng::new(seed);
     let (mut kills, mut pauses, mut partitions) = (0, 0, 0);
+    let mut last_report = Instant::now();
     loop {
         let wait = Duration::from_millis(300 + rng.next_u64() % 1200);
         let victim = (rng.next_u64() % 3) as usize + 1;
@@ -207,6 +253,19 @@ fn history_stays_linearizable_while_nodes_die_and_pause() {
             break; // every fault heals before the quiet period
         }
         std::thread::sleep(wait);
+        if last_report.elapsed() >= Duration::from_secs(60) {
+            // Long runs say how they go, so a slow decline shows when it began.
+            last_report = Instant::now();
+            let t = tally.lock().unwrap();
+            let terms: Vec<_> = (1..=3).map(|id| cluster.info(id, "term")).collect();
+            eprintln!(
+                "nemesis at {:.0} s: {kills} kills, {pauses} pauses, {partitions} partitions; {} acknowledged, {} unknown, {} refused; terms {terms:?}",
+                start.elapsed().as_secs_f64(),
+                t.ok,
+                t.unknown,
+                t.refused
+            );
+        }
         match rng.next_u64() % 3 {
             0 => {
                 cluster.kill(victim);
@@ -247,7 +306,7 @@ fn history_stays_linearizable_while_nodes_die_and_pause() {
         let invoked = nanos(start);
         let value = cluster.call_leader(&[1, 2, 3], &["GET", key]);
         let Value::Bulk(result) = value else {
-            panic!("final GET {key}: {value:?}");
+            panic!("final GET {key}: {value:?}\n{}", stall_report(&cluster));
         };
         tally.history.push(Operation {
             client: 99,
@@ -271,46 +330,9 @@ fn history_stays_linearizable_while_nodes_die_and_pause() {
             break;
         }
         if Instant::now() >= deadline {
-            if let Some(secs) = std::env::var("TRAFT_NEMESIS_HOLD")
-                .ok()
-                .and_then(|s| s.parse().ok())
-            {
-                // Leave the stalled cluster up to be examined.
-                eprintln!(
-                    "stalled; holding {secs} s: client ports {:?}, pids {:?}",
-                    cluster.client_ports,
-                    (1..=3).map(|id| cluster.pid(id)).collect::<Vec<_>>()
-                );
-                std::thread::sleep(Duration::from_secs(secs));
-            }
-            let infos: Vec<String> = (1..=3)
-                .map(|id| {
-                    let fields = [
-                        "role",
-                        "leader",
-                        "term",
-                        "committed_lsns",
-                        "applied_lsns",
-                        "messages_sent",
-                        "messages_received",
-                        "messages_dropped",
-                        "proposals",
-                        "messages_received_by_kind",
-                        "messages_queued_by_kind",
-                        "core_status",
-                    ];
-                    let values: Vec<String> = fields
-                        .iter()
-                        .map(|f| format!("{f}={:?}", cluster.info(id, f)))
-                        .collect();
-                    format!("node {id}: {}", values.join(" "))
-                })
-                .collect();
             panic!(
-                "replicas did not converge: committed {want:?}, applied {applied:?}, digests {digests:?}\n{}\nlogs:\n{}\nstacks:\n{}",
-                infos.join("\n"),
-                cluster.logs(),
-                cluster.stacks()
+                "replicas did not converge: committed {want:?}, applied {applied:?}, digests {digests:?}\n{}",
+                stall_report(&cluster)
             );
         }
         std::thread::sleep(Duration::from_millis(100));
