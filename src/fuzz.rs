@@ -262,6 +262,18 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
             committer: c,
             max_lsn: Some(2),
         },
+        Message::Probe {
+            candidate: LeaderId::new(4, 1),
+            committer: c,
+            max_lsn: Some(2),
+        },
+        Message::ProbeReply {
+            candidate: LeaderId::new(4, 1),
+            would_grant: true,
+            vote: c,
+            committer: c,
+            max_lsn: None,
+        },
     ];
     let mut wire = crate::frame::encode(&Hello {
         cluster_id: 1,

@@ -54,6 +54,12 @@ struct SimArgs {
     /// `all`) and count the seeds whose checks catch it.
     #[arg(long)]
     mutant: Option<String>,
+    /// Simulated seconds with faults on (then faults stop).
+    #[arg(long, default_value_t = 3.0)]
+    fault_secs: f64,
+    /// Simulated seconds after the faults, in which liveness must show.
+    #[arg(long, default_value_t = 3.0)]
+    quiet_secs: f64,
 }
 
 fn main() -> Result<()> {
@@ -185,6 +191,8 @@ fn sim(args: SimArgs) -> Result<()> {
     for seed in args.start..args.start + args.seeds {
         let mut cfg = SimConfig::new(args.replicas, seed);
         cfg.strict = args.strict;
+        cfg.fault_time = (args.fault_secs * 1e9) as u64;
+        cfg.quiet_time = (args.quiet_secs * 1e9) as u64;
         if args.no_faults {
             cfg.faults = Faults::none();
         }

@@ -167,9 +167,10 @@ fn stall_report(cluster: &Cluster) -> String {
         .and_then(|s| s.parse().ok())
     {
         eprintln!(
-            "stalled; holding {secs} s: client ports {:?}, pids {:?}",
+            "stalled; holding {secs} s: client ports {:?}, pids {:?}, logs {:?}",
             cluster.client_ports,
-            (1..=3).map(|id| cluster.pid(id)).collect::<Vec<_>>()
+            (1..=3).map(|id| cluster.pid(id)).collect::<Vec<_>>(),
+            (1..=3).map(|id| cluster.log_path(id)).collect::<Vec<_>>()
         );
         std::thread::sleep(Duration::from_secs(secs));
     }

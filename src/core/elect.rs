@@ -2,7 +2,7 @@
 
 use super::deps::Conflicts;
 use super::message::{Grant, Message};
-use super::replica::{Candidate, Leader, MergeState, Replica, Role};
+use super::replica::{Candidate, Leader, MergeState, Probe, Replica, Role};
 use crate::bitmap::TailBitmap;
 use crate::ids::{LeaderId, Lsn, NodeId};
 use std::collections::{BTreeMap, BTreeSet};
@@ -134,6 +134,126 @@ impl<C: Conflicts> Replica<C> {
         }
     }
 
+    /// Whether a vote for `c` from `from`, with that durable pair, would be
+    /// granted now (DESIGN.md §3.1).
+    fn would_grant(
+        &self,
+        from: NodeId,
+        c: LeaderId,
+        req_committer: LeaderId,
+        req_max_lsn: Option<Lsn>,
+        transfer_from: Option<LeaderId>,
+    ) -> bool {
+        let fresh_enough = (req_committer, req_max_lsn) >= (self.committer, self.accepted.max());
+        let vote_allows = if self.mutations.classic_vote {
+            c.term > self.vote.term || c == self.vote
+        } else {
+            c >= self.vote
+        };
+        vote_allows
+            && c.node == from
+            && fresh_enough
+            && self.config.is_voter(c.node)
+            && self.may_vote()
+            && !self.sticky_refuses(c, transfer_from)
+    }
+
+    /// The election timer fired: ask the voters whether they would grant
+    /// `(max_term_seen + 1, self)` before raising the vote to it (the probe,
+    /// DESIGN.md §3.1 traft note). A replica that cannot win — its log is
+    /// staler than a quorum's, or a live leader holds the others — thus
+    /// never pushes its vote above the leader's, whose forwards it would
+    /// then refuse; the leader's re-election would only repeat whenever the
+    /// election outlasts the replica's timer.
+    pub(super) fn start_probe(&mut self) {
+        // Whatever the answers, try again after an election timeout.
+        self.election_deadline = self.now + self.params.t_min + self.random(self.params.t_min);
+        if self.mutations.no_probe || std::mem::take(&mut self.skip_probe) {
+            self.try_campaign(None);
+            return;
+        }
+        if !self.may_vote() {
+            return;
+        }
+        let c = LeaderId::new(self.max_term_seen + 1, self.id);
+        debug_assert!(c > self.vote, "max_term_seen covers the vote");
+        self.probe = Some(Probe {
+            c,
+            yes: BTreeSet::new(),
+            no: BTreeSet::new(),
+        });
+        for voter in self.config.voters() {
+            if voter != self.id {
+                let msg = Message::Probe {
+                    candidate: c,
+                    committer: self.committer,
+                    max_lsn: self.accepted.max(),
+                };
+                self.send(voter, msg);
+            }
+        }
+        self.check_probe();
+    }
+
+    /// Campaigns once the probe has a quorum of yes (itself included).
+    fn check_probe(&mut self) {
+        let me = self.id;
+        let Some(probe) = &self.probe else { return };
+        if !self.config.is_quorum(|n| n == me || probe.yes.contains(&n)) {
+            return;
+        }
+        self.probe = None;
+        if matches!(self.role, Role::Follower) {
+            self.try_campaign(None);
+        }
+    }
+
+    pub(super) fn on_probe(
+        &mut self,
+        from: NodeId,
+        c: LeaderId,
+        committer: LeaderId,
+        max_lsn: Option<Lsn>,
+    ) {
+        let would_grant = self.would_grant(from, c, committer, max_lsn, None);
+        let msg = Message::ProbeReply {
+            candidate: c,
+            would_grant,
+            vote: self.vote,
+            committer: self.committer,
+            max_lsn: self.accepted.max(),
+        };
+        self.send(from, msg);
+    }
+
+    pub(super) fn on_probe_reply(
+        &mut self,
+        from: NodeId,
+        answered: LeaderId,
+        would_grant: bool,
+        vote: LeaderId,
+        _committer: LeaderId,
+    ) {
+        // A vote the voter holds is real: campaign above it next time.
+        self.max_term_seen = self.max_term_seen.max(vote.term);
+        let me = self.id;
+        let Some(probe) = &mut self.probe else { return };
+        if probe.c != answered {
+            return;
+        }
+        if would_grant {
+            probe.yes.insert(from);
+            self.check_probe();
+        } else {
+            probe.no.insert(from);
+            let no = &probe.no;
+            if !self.config.is_quorum(|n| n == me || !no.contains(&n)) {
+                // No quorum can say yes: wait for the next timeout.
+                self.probe = None;
+            }
+        }
+    }
+
     pub(super) fn on_elect_req(
         &mut self,
         from: NodeId,
@@ -142,19 +262,7 @@ impl<C: Conflicts> Replica<C> {
         req_accepted: TailBitmap,
         transfer_from: Option<LeaderId>,
     ) {
-        let fresh_enough =
-            (req_committer, req_accepted.max()) >= (self.committer, self.accepted.max());
-        let vote_allows = if self.mutations.classic_vote {
-            c.term > self.vote.term || c == self.vote
-        } else {
-            c >= self.vote
-        };
-        let grant = vote_allows
-            && c.node == from
-            && fresh_enough
-            && self.config.is_voter(c.node)
-            && self.may_vote()
-            && !self.sticky_refuses(c, transfer_from);
+        let grant = self.would_grant(from, c, req_committer, req_accepted.max(), transfer_from);
         if !grant {
             let msg = Message::ElectReply {
                 candidate: c,

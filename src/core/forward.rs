@@ -254,6 +254,7 @@ impl<C: Conflicts> Replica<C> {
             self.raise_vote(c);
         }
         self.role = Role::Follower;
+        self.probe = None;
         // A valid forward: the follower lease and stickiness restart.
         self.sticky_until = self.now + self.params.t_min;
         self.election_deadline = self.now + self.params.t_min + self.random(self.params.t_min);

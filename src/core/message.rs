@@ -47,6 +47,22 @@ pub enum Message {
         leader: LeaderId,
         committed: TailBitmap,
     },
+    /// Would the voter grant `candidate` now? Asked before campaigning (the
+    /// vote is raised only once a quorum says yes); it changes nothing at
+    /// either end. `committer` and `max_lsn` are the durable pair's.
+    Probe {
+        candidate: LeaderId,
+        committer: LeaderId,
+        max_lsn: Option<Lsn>,
+    },
+    /// The answer to `Probe { candidate }`, with the voter's vote and log.
+    ProbeReply {
+        candidate: LeaderId,
+        would_grant: bool,
+        vote: LeaderId,
+        committer: LeaderId,
+        max_lsn: Option<Lsn>,
+    },
 }
 
 /// What a granting voter sends back (DESIGN.md §3.1).
@@ -75,13 +91,15 @@ pub struct LogForward {
 
 impl Message {
     /// The name of each kind, indexed by `kind_index`.
-    pub const KINDS: [&'static str; 6] = [
+    pub const KINDS: [&'static str; 8] = [
         "ElectReq",
         "ElectReply",
         "Forward",
         "Ack",
         "Refuse",
         "NeedBase",
+        "Probe",
+        "ProbeReply",
     ];
 
     /// A short name for traces.
@@ -98,6 +116,8 @@ impl Message {
             Message::Ack { .. } => 3,
             Message::Refuse { .. } => 4,
             Message::NeedBase { .. } => 5,
+            Message::Probe { .. } => 6,
+            Message::ProbeReply { .. } => 7,
         }
     }
 }

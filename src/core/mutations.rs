@@ -85,6 +85,9 @@ pub struct Mutations {
     /// N7: the lease lasts `T_min (1 − ρ)`, forgetting that the followers'
     /// clocks may run fast.
     pub lease_ignores_drift: bool,
+    /// L3: a follower whose election timer fires campaigns at once, raising
+    /// its vote without first probing whether a quorum would grant it.
+    pub no_probe: bool,
     /// Classic Raft's one vote per term instead of greater-or-equal voting.
     /// Not a mutant: the baseline the "less conflict" measurement compares to.
     pub classic_vote: bool,
@@ -181,6 +184,11 @@ pub const MUTANTS: &[(&str, &str, &str)] = &[
         "R8",
         "no-reelect",
         "a leader refused with a greater vote and a committer not greater campaigns again",
+    ),
+    (
+        "L3",
+        "no-probe",
+        "a follower whose timer fires raises its vote only once a quorum's probe replies say they would grant",
     ),
     (
         "T3",
@@ -305,6 +313,7 @@ impl Mutations {
             "N2" => m.transfer_refusal_reelects = true,
             "S5a" => m.no_restart_stickiness = true,
             "R8" => m.no_reelect = true,
+            "L3" => m.no_probe = true,
             "T3" => m.skip_merge = true,
             "N8b" => m.proposals_by_lsn = true,
             "H9a" => m.no_barrier = true,

@@ -34,6 +34,14 @@ pub(super) enum Role {
     Leader(Box<Leader>),
 }
 
+/// A follower asking the voters whether they would grant `c`, before it
+/// raises its vote to `c` (DESIGN.md §3.1, traft note).
+pub(super) struct Probe {
+    pub c: LeaderId,
+    pub yes: BTreeSet<NodeId>,
+    pub no: BTreeSet<NodeId>,
+}
+
 pub(super) struct Candidate {
     pub c: LeaderId,
     /// Campaigning to take over from this leader by transfer.
@@ -201,6 +209,10 @@ pub struct Replica<C: Conflicts> {
     /// The last refusal received: (answered, vote, committer), for `status`.
     pub(super) last_refusal: Option<(LeaderId, LeaderId, LeaderId)>,
     pub(super) role: Role,
+    /// A probe in flight (a follower whose election timer fired).
+    pub(super) probe: Option<Probe>,
+    /// The next timer campaigns at once (`campaign_next`).
+    pub(super) skip_probe: bool,
     pub(super) following: Following,
     /// Refuse votes until then (a live leader's forward, or a restart).
     pub(super) sticky_until: Nanos,
@@ -284,6 +296,8 @@ impl<C: Conflicts> Replica<C> {
             last_refusal: None,
             out_of_reach: 0,
             role: Role::Follower,
+            probe: None,
+            skip_probe: false,
             following: Following::default(),
             sticky_until: 0,
             election_deadline: 0,
@@ -378,6 +392,14 @@ impl<C: Conflicts> Replica<C> {
     /// in a scripted scenario.
     pub fn set_election_timer(&mut self, at: Nanos) {
         self.election_deadline = at;
+    }
+
+    /// Campaigns at the next step, skipping the probe: what a follower does
+    /// once its probe found a quorum. Scripted scenarios start elections
+    /// with it (a probe may succeed just before a partition begins).
+    pub fn campaign_next(&mut self) {
+        self.election_deadline = self.now;
+        self.skip_probe = true;
     }
 
     /// Consumes one input; returns what the runtime must do.
@@ -476,6 +498,18 @@ impl<C: Conflicts> Replica<C> {
                 max_lsn: _,
             } => self.on_refuse(leader, vote, committer),
             Message::NeedBase { leader, committed } => self.on_need_base(from, leader, committed),
+            Message::Probe {
+                candidate,
+                committer,
+                max_lsn,
+            } => self.on_probe(from, candidate, committer, max_lsn),
+            Message::ProbeReply {
+                candidate,
+                would_grant,
+                vote,
+                committer,
+                max_lsn: _,
+            } => self.on_probe_reply(from, candidate, would_grant, vote, committer),
         }
     }
 
@@ -512,7 +546,7 @@ impl<C: Conflicts> Replica<C> {
             Message::NeedBase { committed, .. } => {
                 extent.set(committed);
             }
-            Message::Refuse { .. } => {}
+            Message::Refuse { .. } | Message::Probe { .. } | Message::ProbeReply { .. } => {}
         }
         extent.within_reach()
     }
@@ -521,13 +555,13 @@ impl<C: Conflicts> Replica<C> {
         match &self.role {
             Role::Follower => {
                 if self.now >= self.election_deadline {
-                    self.try_campaign(None);
+                    self.start_probe();
                 }
             }
             Role::Candidate(candidate) => {
                 if self.now >= candidate.deadline {
                     self.role = Role::Follower;
-                    self.try_campaign(None);
+                    self.start_probe();
                 }
             }
             Role::Leader(_) => {}
@@ -555,6 +589,8 @@ impl<C: Conflicts> Replica<C> {
     pub(super) fn raise_vote(&mut self, vote: LeaderId) {
         assert!(vote >= self.vote, "vote never decreases");
         self.vote = vote;
+        // Granted or followed someone, or campaigning: a probe is moot.
+        self.probe = None;
         self.max_term_seen = self.max_term_seen.max(vote.term);
         let acting = match &self.role {
             Role::Follower => None,
@@ -900,6 +936,15 @@ impl<C: Conflicts> Replica<C> {
     /// The record held or being written at `lsn`.
     pub fn record(&self, lsn: Lsn) -> Option<&Record> {
         self.record_at(lsn)
+    }
+
+    /// "follower", "candidate" or "leader" (established or merging).
+    pub fn role_name(&self) -> &'static str {
+        match &self.role {
+            Role::Follower => "follower",
+            Role::Candidate(_) => "candidate",
+            Role::Leader(_) => "leader",
+        }
     }
 
     /// The leader this replica last followed, if any.

@@ -7,7 +7,7 @@ use super::metrics::Metrics;
 use super::{NodeError, Request, Shared};
 use crate::apply::{self, Applied, ApplyJob, ApplyPool, Classifier, StateMachine};
 use crate::core::{Input, Nanos, Output, ProposalId, Replica, WriteId};
-use crate::ids::NodeId;
+use crate::ids::{LeaderId, NodeId};
 use crate::transport::{encode_message, Inbound, PeerSender};
 use crate::wal::slot::SlotRecord;
 use crate::wal::{entry, GroupWal, SlotFile, WalError};
@@ -48,6 +48,8 @@ pub(super) struct Driver<S: StateMachine> {
     pub wal_frames: Vec<AlignedVec>,
     pub wal_upto: Option<WriteId>,
     pub was_leader: bool,
+    /// Vote, role and known leader when last published, to log changes.
+    pub role_seen: Option<(LeaderId, &'static str, Option<LeaderId>)>,
     /// When `Shared::status` was last refreshed.
     pub status_at: Instant,
 }
@@ -358,6 +360,22 @@ impl<S: StateMachine> Driver<S> {
     fn publish(&mut self) {
         let leader = self.replica.known_leader();
         let is_leader = self.replica.established_leader().is_some();
+        // Elections are rare in a healthy cluster: each change is worth a line.
+        let role = (self.replica.vote(), self.replica.role_name(), leader);
+        if self.role_seen != Some(role) {
+            self.role_seen = Some(role);
+            tracing::info!(
+                "node {}: vote {}, {}{}, committer {}",
+                self.shared.id,
+                role.0,
+                role.1,
+                leader.map_or(String::new(), |l| format!(
+                    " (leader {l}{})",
+                    if is_leader { ", established" } else { "" }
+                )),
+                self.replica.committer()
+            );
+        }
         self.shared
             .leader
             .store(leader.map_or(0, |l| l.node + 1), Ordering::Relaxed);

@@ -203,6 +203,7 @@ impl Node {
             wal_frames: Vec::new(),
             wal_upto: None,
             was_leader: false,
+            role_seen: None,
             status_at: Instant::now(),
         };
         let channels = driver::Channels {

@@ -37,6 +37,11 @@ pub struct Faults {
     /// Probability a disk write stalls for up to `disk_stall`.
     pub disk_stall_p: f64,
     pub disk_stall: Nanos,
+    /// Mean time between pauses of some replica (a SIGSTOP: it keeps its
+    /// state, its inputs wait, its clock runs on).
+    pub pause_every: Nanos,
+    /// A pause lasts up to this long.
+    pub pause_max: Nanos,
 }
 
 impl Faults {
@@ -51,6 +56,8 @@ impl Faults {
             transfer_every: 0,
             disk_stall_p: 0.0,
             disk_stall: 0,
+            pause_every: 0,
+            pause_max: 0,
         }
     }
 
@@ -65,6 +72,8 @@ impl Faults {
             transfer_every: 1_000 * MS,
             disk_stall_p: 0.02,
             disk_stall: 200 * MS,
+            pause_every: 1_500 * MS,
+            pause_max: 1_000 * MS,
         }
     }
 }
@@ -117,11 +126,21 @@ impl SimConfig {
 
     /// The command that replays this run exactly.
     pub fn replay_command(&self) -> String {
+        let default = SimConfig::new(self.replicas, self.seed);
+        let mut times = String::new();
+        if (self.fault_time, self.quiet_time) != (default.fault_time, default.quiet_time) {
+            times = format!(
+                " --fault-secs {} --quiet-secs {}",
+                self.fault_time as f64 / 1e9,
+                self.quiet_time as f64 / 1e9
+            );
+        }
         format!(
-            "traft sim --replicas {} --seeds 1 --start {}{}",
+            "traft sim --replicas {} --seeds 1 --start {}{}{}",
             self.replicas,
             self.seed,
-            if self.strict { " --strict" } else { "" }
+            if self.strict { " --strict" } else { "" },
+            times
         )
     }
 }
@@ -134,6 +153,7 @@ pub struct Report {
     pub leaders: usize,
     pub replies_ok: u64,
     pub crashes: u64,
+    pub pauses: u64,
     pub partitions: u64,
     pub reads_ok: u64,
     pub transfers: u64,
@@ -208,6 +228,7 @@ enum Event {
     },
     Crash(NodeId),
     Restart(NodeId),
+    Pause(NodeId),
     Partition,
     Heal,
     Client(usize),
@@ -223,6 +244,8 @@ struct Node {
     /// Recording inputs held back to go in together through `step_all`
     /// before this node's next other input, as a runtime batches them.
     held: Vec<Held>,
+    /// Paused (stopped, not crashed) until then: its inputs wait.
+    paused_until: Nanos,
 }
 
 enum Held {
@@ -339,6 +362,7 @@ impl Sim {
                     kv: KvState::default(),
                     applying: BTreeMap::new(),
                     held: Vec::new(),
+                    paused_until: 0,
                 },
             );
             sim.schedule(0, Event::Restart(id));
@@ -360,6 +384,11 @@ impl Sim {
         if sim.cfg.faults.partition_every > 0 {
             let at = sim.random(2 * sim.cfg.faults.partition_every);
             sim.schedule(at, Event::Partition);
+        }
+        if sim.cfg.faults.pause_every > 0 {
+            let at = sim.random(2 * sim.cfg.faults.pause_every);
+            let victim = sim.random_node();
+            sim.schedule(at, Event::Pause(victim));
         }
         if sim.cfg.race_at.is_none() {
             let mark = sim.cfg.fault_time + 2 * sim.params.t_min;
@@ -437,7 +466,28 @@ impl Sim {
         }
     }
 
+    /// The node whose input `event` is, if that node is paused now.
+    fn paused_target(&self, event: &Event) -> Option<NodeId> {
+        let node = match event {
+            Event::Tick(node)
+            | Event::SlotDone { node, .. }
+            | Event::WalDone { node, .. }
+            | Event::ApplyDone { node, .. }
+            | Event::ReadDone { node, .. } => *node,
+            Event::Deliver { to, .. } => *to,
+            _ => return None,
+        };
+        (self.nodes[&node].paused_until > self.now).then_some(node)
+    }
+
     fn handle(&mut self, event: Event) -> Result<(), Violation> {
+        // A paused node's inputs wait for it, in their order (messages sit
+        // in its socket buffers, completions in its rings).
+        if let Some(node) = self.paused_target(&event) {
+            let resume = self.nodes[&node].paused_until;
+            self.schedule(resume, event);
+            return Ok(());
+        }
         match event {
             Event::Tick(node) => {
                 if self.nodes[&node].replica.is_some() {
@@ -569,6 +619,21 @@ impl Sim {
                 }
             }
             Event::Restart(node) => self.restart(node)?,
+            Event::Pause(node) => {
+                if self.faults_on() {
+                    let n = self.nodes.get_mut(&node).expect("node");
+                    if n.replica.is_some() {
+                        // Every fault ends when the faults stop.
+                        let length = 1 + self.random(self.cfg.faults.pause_max);
+                        let until = (self.now + length).min(self.cfg.fault_time);
+                        self.nodes.get_mut(&node).expect("node").paused_until = until;
+                        self.report.pauses += 1;
+                    }
+                    let next = self.now + self.random(2 * self.cfg.faults.pause_every);
+                    let victim = self.random_node();
+                    self.schedule(next, Event::Pause(victim));
+                }
+            }
             Event::Partition => {
                 if self.faults_on() {
                     self.report.partitions += 1;
@@ -633,6 +698,7 @@ impl Sim {
         n.disk.crash();
         n.kv = KvState::default();
         n.applying.clear();
+        n.paused_until = 0;
     }
 
     fn restart(&mut self, node: NodeId) -> Result<(), Violation> {
@@ -927,7 +993,9 @@ impl Sim {
             id,
             since: self.now,
         };
-        if self.nodes[&node].replica.is_some() {
+        // A paused node's request is as good as lost: the client times out.
+        let n = &self.nodes[&node];
+        if n.replica.is_some() && n.paused_until <= self.now {
             let cmd = op.encode();
             if read {
                 self.reads.insert(id, self.now);

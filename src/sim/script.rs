@@ -46,8 +46,10 @@ pub struct Script {
     pub auto_disk: bool,
     /// ...except on these nodes, whose writes wait for `complete_*`.
     pub slow_disks: std::collections::BTreeSet<NodeId>,
-    /// Followers never campaign on their own; only `campaign` starts one.
+    /// Followers never campaign on their own; only `campaign` starts one...
     pub manual_elections: bool,
+    /// ...except these, whose election timers run.
+    pub timers_on: std::collections::BTreeSet<NodeId>,
     pub replies: BTreeMap<ProposalId, Result<Reply, ProposeError>>,
     /// What each served read returned.
     pub reads: BTreeMap<ProposalId, Vec<u8>>,
@@ -80,6 +82,7 @@ impl Script {
             auto_disk: true,
             slow_disks: Default::default(),
             manual_elections: true,
+            timers_on: Default::default(),
             replies: BTreeMap::new(),
             reads: BTreeMap::new(),
             read_invoked: BTreeMap::new(),
@@ -238,6 +241,11 @@ impl Script {
         }
     }
 
+    /// The WAL writes in flight at `node`.
+    pub fn wal_in_flight(&self, node: NodeId) -> Vec<WriteId> {
+        self.nodes[&node].disk.in_flight()
+    }
+
     /// Completes every disk write in flight at `node`, and those they issue.
     pub fn complete_disk(&mut self, node: NodeId) {
         while self.nodes[&node].disk.busy() {
@@ -294,7 +302,7 @@ impl Script {
         n.replica.as_mut().expect("live").set_mutations(mutations);
     }
 
-    /// Makes `node`'s election timer fire now and lets it campaign.
+    /// Makes `node` campaign now, as after a successful probe.
     pub fn campaign(&mut self, node: NodeId) {
         let now = self.local_now(node);
         self.nodes
@@ -303,7 +311,7 @@ impl Script {
             .replica
             .as_mut()
             .expect("live")
-            .set_election_timer(now);
+            .campaign_next();
         self.campaigning = Some(node);
         self.step(node, Input::Tick { now });
         self.campaigning = None;
@@ -387,11 +395,12 @@ impl Script {
         let Some(replica) = n.replica.as_mut() else {
             return;
         };
-        if self.manual_elections && self.campaigning != Some(node) {
+        let manual = self.manual_elections && !self.timers_on.contains(&node);
+        if manual && self.campaigning != Some(node) {
             replica.set_election_timer(Nanos::MAX);
         }
         let outputs = replica.step(input);
-        if self.manual_elections {
+        if manual {
             replica.set_election_timer(Nanos::MAX);
         }
         let replica = self.nodes[&node].replica.as_ref().expect("live");

@@ -35,8 +35,10 @@ fn n8a(mutations: Mutations) -> Script {
         .replica(2)
         .committed()
         .is_empty()));
-    // A's campaign times out; it campaigns again, still cut off.
+    // A's campaign times out; it campaigns again, still cut off (a yes
+    // from C to its probe, sent before C took B's base, arrived late).
     s.run_until_with(3 * t_min, without_a, |_| false);
+    s.campaign(1);
     assert!(s.replica(1).vote() > first, "A campaigned again");
     // The delayed grant of its first campaign arrives.
     s.pool.extend(held);
@@ -534,4 +536,77 @@ fn n5b_mutant_reelecting_at_once_duels() {
         ..Default::default()
     });
     assert!(!committed, "liveness bound: the duel must stall");
+}
+
+/// L3: B (node 2) missed C's leadership while down, so its log is staler
+/// than A's and C's, and it campaigned while cut off, so its vote is above
+/// C's. C's disk is slow: each of its writes takes longer than B's election
+/// timeout. B refuses C's forwards, so C campaigns again (R8) and wins with
+/// A and B; while C's merge frame is on its way to the disk, B's timer
+/// fires. The mutant B campaigns at once: its vote passes C's again, C's
+/// first forward is refused, and this repeats for ever — B never catches
+/// up and C never keeps a leadership. Probing first, B learns that no
+/// quorum would grant it (its log is staler), keeps its vote, and takes
+/// C's base. Returns whether B caught up.
+fn l3(mutations: Mutations) -> bool {
+    let t_min = Script::params().t_min;
+    let mut s = three_led_by_a(mutations);
+    s.crash(2);
+    let c = elect_among(&mut s, 3, &[1, 3]);
+    let ids: Vec<u64> = (10..15)
+        .map(|v| s.propose(3, KvOp::Set { key: v, value: v }))
+        .collect();
+    assert!(s.run_until_with(200 * MS, within(&[1, 3]), |s| ids
+        .iter()
+        .all(|&id| succeeded(s, id))));
+    // B comes back cut off and campaigns until its vote passes C's.
+    s.restart(2);
+    for _ in 0..5 {
+        if s.replica(2).vote() > c {
+            break;
+        }
+        s.campaign(2);
+        s.run_until_with(2 * t_min, within(&[1, 3]), |_| false);
+    }
+    assert!(s.replica(2).vote() > c && s.replica(2).committer() < c);
+    // From here B's election timer runs, and C's WAL writes take
+    // 2 T_min + 10 ms (its slot writes are quick).
+    s.timers_on.insert(2);
+    s.slow_disks.insert(3);
+    let delay = 2 * t_min + 10 * MS;
+    let mut issued: std::collections::BTreeMap<u64, u64> = Default::default();
+    let start = s.now();
+    while s.now() < start + 20 * t_min {
+        if s.replica(2).committer() >= c && s.replica(2).committed().count() >= 10 {
+            break;
+        }
+        s.complete_slot(3);
+        for id in s.wal_in_flight(3) {
+            let at = *issued.entry(id).or_insert(s.now());
+            if s.now() >= at + delay {
+                s.complete_wal(3, id);
+            }
+        }
+        s.deliver(|_| true);
+        s.advance(MS);
+    }
+    assert_eq!(s.violation, None);
+    s.replica(2).committer() >= c && s.replica(2).committed().count() >= 10
+}
+
+#[test]
+fn l3_stale_replica_probes_and_catches_up() {
+    assert!(l3(Mutations::default()), "B takes C's base");
+}
+
+#[test]
+fn l3_mutant_campaigning_without_a_probe_livelocks() {
+    let caught_up = l3(Mutations {
+        no_probe: true,
+        ..Default::default()
+    });
+    assert!(
+        !caught_up,
+        "liveness bound: the mutant must never let B catch up"
+    );
 }

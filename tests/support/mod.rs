@@ -98,7 +98,12 @@ impl Cluster {
                 None => self.replica_ports[to - 1],
             })
             .collect();
-        let log = std::fs::File::create(self.root.path().join(format!("log-{id}"))).unwrap();
+        // Appended across restarts: a node's whole history in one file.
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.root.path().join(format!("log-{id}")))
+            .unwrap();
         let child = Command::new(env!("CARGO_BIN_EXE_traft"))
             .args(["serve", "--id", &id.to_string()])
             .args(["--peers", &list(&peers)])
@@ -192,12 +197,30 @@ impl Cluster {
         }
     }
 
+    /// The last lines of each node's log.
     pub fn logs(&self) -> String {
+        const LINES: usize = 80;
         let root: &Path = self.root.path();
         (1..=3)
-            .map(|id| std::fs::read_to_string(root.join(format!("log-{id}"))).unwrap_or_default())
+            .map(|id| {
+                let log =
+                    std::fs::read_to_string(root.join(format!("log-{id}"))).unwrap_or_default();
+                let lines: Vec<&str> = log.lines().collect();
+                let from = lines.len().saturating_sub(LINES);
+                format!(
+                    "node {id} (last {} of {} lines):\n{}",
+                    lines.len() - from,
+                    lines.len(),
+                    lines[from..].join("\n")
+                )
+            })
             .collect::<Vec<_>>()
             .join("\n---\n")
+    }
+
+    /// Where each node's log is kept.
+    pub fn log_path(&self, id: usize) -> std::path::PathBuf {
+        self.root.path().join(format!("log-{id}"))
     }
 }
 
