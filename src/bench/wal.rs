@@ -27,6 +27,8 @@ pub struct WalBenchConfig {
     pub backend: Backend,
     /// Durability through `O_DSYNC` writes instead of `fdatasync`.
     pub dsync: bool,
+    /// Writes in flight at most (io_uring).
+    pub in_flight: usize,
 }
 
 pub struct WalBenchReport {
@@ -37,6 +39,10 @@ pub struct WalBenchReport {
     pub latency: Histogram<u64>,
     /// What ran: the backend asked for may fall back.
     pub backend: &'static str,
+    /// Durable writes made (each carries one or more appends).
+    pub writes: u64,
+    /// The most writes that were in flight at once.
+    pub peak_in_flight: u64,
 }
 
 impl WalBenchReport {
@@ -82,7 +88,7 @@ pub fn run(dir: &Path, config: &WalBenchConfig) -> Result<WalBenchReport, WalErr
         incarnation: 1,
         rules: Default::default(),
     };
-    let (wal, writer, _) = GroupWal::start(
+    let (wal, writer, _) = GroupWal::start_with_depth(
         move || {
             let (s, name) = open_backend(&storage_dir, backend, dsync)?;
             let _ = chosen_tx.send(name);
@@ -90,7 +96,9 @@ pub fn run(dir: &Path, config: &WalBenchConfig) -> Result<WalBenchReport, WalErr
         },
         options,
         Some(dir.clone()),
+        config.in_flight,
     )?;
+    let writes = wal.write_counter();
     let chosen = chosen_rx.recv().unwrap_or("unknown");
     let frame = frame_of(config.bytes);
     let stop = Arc::new(AtomicBool::new(false));
@@ -121,6 +129,8 @@ pub fn run(dir: &Path, config: &WalBenchConfig) -> Result<WalBenchReport, WalErr
         elapsed: Duration::ZERO,
         latency: latency_histogram(),
         backend: chosen,
+        writes: 0,
+        peak_in_flight: 0,
     };
     for t in threads {
         let (appends, latency) = t.join().expect("appender thread")?;
@@ -129,6 +139,8 @@ pub fn run(dir: &Path, config: &WalBenchConfig) -> Result<WalBenchReport, WalErr
     }
     report.elapsed = started.elapsed();
     report.bytes = report.appends * frame.len() as u64;
+    report.writes = writes.load(Ordering::Relaxed);
+    report.peak_in_flight = wal.peak_in_flight();
     drop(wal);
     writer.join();
     let _ = std::fs::remove_dir_all(&dir);

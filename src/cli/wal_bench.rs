@@ -23,6 +23,9 @@ pub struct WalBenchArgs {
     /// Make appends durable with `O_DSYNC` writes instead of `fdatasync`.
     #[arg(long)]
     dsync: bool,
+    /// Writes in flight at most, io_uring only (comma-separated cases).
+    #[arg(long, value_delimiter = ',', default_values_t = [traft::wal::WRITES_IN_FLIGHT_MAX])]
+    in_flight: Vec<usize>,
     /// Directory for the segments (default: a fresh temporary directory).
     #[arg(long)]
     dir: Option<PathBuf>,
@@ -43,14 +46,16 @@ pub fn run(args: WalBenchArgs) -> Result<()> {
         args.duration
     );
     println!(
-        "{:>8} {:>5} {:>9} | {:>10} {:>8} {:>8} {:>8} | {:>10} {:>8} {:>8} {:>8} | {:>7} {:>9}",
+        "{:>8} {:>5} {:>9} {:>6} | {:>10} {:>8} {:>8} {:>8} {:>8} | {:>10} {:>8} {:>8} {:>8} | {:>7} {:>9}",
         "bytes",
         "appnd",
         "backend",
+        "flight",
         "appends/s",
         "MB/s",
         "p50 µs",
         "p99 µs",
+        "app/wr",
         "floor/s",
         "MB/s",
         "p50 µs",
@@ -69,26 +74,30 @@ pub fn run(args: WalBenchArgs) -> Result<()> {
         };
         let f = floor::run(dir, &floor_config).context("the raw floor")?;
         let fus = |q: f64| f.latency.value_at_quantile(q) as f64 / 1e3;
-        let mut single = None;
-        for &appenders in &args.appenders {
-            let config = WalBenchConfig {
-                bytes,
-                appenders,
-                duration,
-                backend,
-                dsync: args.dsync,
-            };
-            let r = wal::run(dir, &config).context("WAL appends")?;
-            let us = |q: f64| r.latency.value_at_quantile(q) as f64 / 1e3;
-            let one = *single.get_or_insert(r.appends_per_sec());
-            println!(
-                "{:>8} {:>5} {:>9} | {:>10.0} {:>8.1} {:>8.1} {:>8.1} | {:>10.0} {:>8.1} {:>8.1} {:>8.1} | {:>6.0}% {:>8.1}×",
-                bytes, appenders, r.backend,
-                r.appends_per_sec(), r.mb_per_sec(), us(0.5), us(0.99),
-                f.appends_per_sec(), f.mb_per_sec(), fus(0.5), fus(0.99),
-                100.0 * r.mb_per_sec() / f.mb_per_sec(),
-                r.appends_per_sec() / one
-            );
+        for &in_flight in &args.in_flight {
+            let mut single = None;
+            for &appenders in &args.appenders {
+                let config = WalBenchConfig {
+                    bytes,
+                    appenders,
+                    duration,
+                    backend,
+                    dsync: args.dsync,
+                    in_flight,
+                };
+                let r = wal::run(dir, &config).context("WAL appends")?;
+                let us = |q: f64| r.latency.value_at_quantile(q) as f64 / 1e3;
+                let one = *single.get_or_insert(r.appends_per_sec());
+                println!(
+                    "{:>8} {:>5} {:>9} {:>3}/{:<2} | {:>10.0} {:>8.1} {:>8.1} {:>8.1} {:>8.1} | {:>10.0} {:>8.1} {:>8.1} {:>8.1} | {:>6.0}% {:>8.1}×",
+                    bytes, appenders, r.backend, r.peak_in_flight, in_flight,
+                    r.appends_per_sec(), r.mb_per_sec(), us(0.5), us(0.99),
+                    r.appends as f64 / r.writes.max(1) as f64,
+                    f.appends_per_sec(), f.mb_per_sec(), fus(0.5), fus(0.99),
+                    100.0 * r.mb_per_sec() / f.mb_per_sec(),
+                    r.appends_per_sec() / one
+                );
+            }
         }
     }
     Ok(())

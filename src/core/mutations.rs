@@ -88,6 +88,9 @@ pub struct Mutations {
     /// L3: a follower whose election timer fires campaigns at once, raising
     /// its vote without first probing whether a quorum would grant it.
     pub no_probe: bool,
+    /// R4: a write to a key waits for nothing, even while a read of that key
+    /// is running.
+    pub reads_dont_hold_writes: bool,
     /// Classic Raft's one vote per term instead of greater-or-equal voting.
     /// Not a mutant: the baseline the "less conflict" measurement compares to.
     pub classic_vote: bool,
@@ -104,6 +107,11 @@ pub const MUTANTS: &[(&str, &str, &str)] = &[
         "N7",
         "lease-ignores-drift",
         "the lease lasts T_min (1 - rho) / (1 + rho) of the leader's clock",
+    ),
+    (
+        "R4",
+        "reads-dont-hold-writes",
+        "a write to a key waits for every running read of that key: one apply is atomic with respect to a read",
     ),
     (
         "S4",
@@ -334,6 +342,7 @@ impl Mutations {
             "H8" => m.lease_at_election = true,
             "S4" => m.lease_from_latest_send = true,
             "N7" => m.lease_ignores_drift = true,
+            "R4" => m.reads_dont_hold_writes = true,
             _ => return None,
         }
         Some(m)

@@ -117,7 +117,7 @@ impl<C: Conflicts> Replica<C> {
     /// Whether a write must wait for a read that is running (it would
     /// change what the read sees).
     pub(super) fn held_by_reads(&self, cmd: &[u8]) -> bool {
-        if self.reads_out.is_empty() || cmd.is_empty() {
+        if self.reads_out.is_empty() || cmd.is_empty() || self.mutations.reads_dont_hold_writes {
             return false;
         }
         let class = self.conflicts.classify(cmd);

@@ -388,6 +388,25 @@ impl Checker {
         Ok(())
     }
 
+    /// A read of `cmd` handed out at `applied` returned `result`: it must be
+    /// what that state holds (one apply is atomic with respect to a read).
+    pub fn on_read_result(
+        &self,
+        node: NodeId,
+        cmd: &[u8],
+        result: &[u8],
+        applied: &TailBitmap,
+    ) -> Result<(), Violation> {
+        let expected = self.serial_state(applied)?.apply(cmd);
+        if expected != result {
+            return Err(format!(
+                "torn read: node {node} served {:?} as {result:?}; the state it was handed out at holds {expected:?}",
+                super::kv::KvOp::decode(cmd)
+            ));
+        }
+        Ok(())
+    }
+
     /// A replica is about to apply `record`: it must be the chosen one.
     pub fn on_apply(&self, node: NodeId, record: &Record) -> Result<(), Violation> {
         match self.chosen.get(&record.lsn) {

@@ -6,35 +6,67 @@ use std::collections::BTreeMap;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum KvOp {
-    Set { key: u64, value: u64 },
-    Incr { key: u64 },
-    Get { key: u64 },
+    Set {
+        key: u64,
+        value: u64,
+    },
+    Incr {
+        key: u64,
+    },
+    Get {
+        key: u64,
+    },
+    /// Sets two keys to one value in one apply.
+    Set2 {
+        keys: [u64; 2],
+        value: u64,
+    },
+    /// Reads two keys; the result is both values.
+    Get2 {
+        keys: [u64; 2],
+    },
 }
 
 impl KvOp {
     pub fn encode(&self) -> Vec<u8> {
-        let (tag, key, value) = match *self {
-            KvOp::Set { key, value } => (1u8, key, value),
-            KvOp::Incr { key } => (2, key, 0),
-            KvOp::Get { key } => (3, key, 0),
+        let (tag, words): (u8, Vec<u64>) = match *self {
+            KvOp::Set { key, value } => (1, vec![key, value]),
+            KvOp::Incr { key } => (2, vec![key, 0]),
+            KvOp::Get { key } => (3, vec![key, 0]),
+            KvOp::Set2 { keys, value } => (4, vec![keys[0], keys[1], value]),
+            KvOp::Get2 { keys } => (5, vec![keys[0], keys[1], 0]),
         };
         let mut bytes = vec![tag];
-        bytes.extend_from_slice(&key.to_le_bytes());
-        bytes.extend_from_slice(&value.to_le_bytes());
+        for word in words {
+            bytes.extend_from_slice(&word.to_le_bytes());
+        }
         bytes
     }
 
     pub fn decode(bytes: &[u8]) -> Option<KvOp> {
-        if bytes.len() != 17 {
-            return None;
-        }
-        let key = u64::from_le_bytes(bytes[1..9].try_into().ok()?);
-        let value = u64::from_le_bytes(bytes[9..17].try_into().ok()?);
-        match bytes[0] {
-            1 => Some(KvOp::Set { key, value }),
-            2 => Some(KvOp::Incr { key }),
-            3 => Some(KvOp::Get { key }),
+        let (&tag, rest) = bytes.split_first()?;
+        let words: Vec<u64> = rest
+            .chunks(8)
+            .map(|w| Some(u64::from_le_bytes(w.try_into().ok()?)))
+            .collect::<Option<_>>()?;
+        match (tag, words.as_slice()) {
+            (1, &[key, value]) => Some(KvOp::Set { key, value }),
+            (2, &[key, 0]) => Some(KvOp::Incr { key }),
+            (3, &[key, 0]) => Some(KvOp::Get { key }),
+            (4, &[a, b, value]) => Some(KvOp::Set2 {
+                keys: [a, b],
+                value,
+            }),
+            (5, &[a, b, 0]) => Some(KvOp::Get2 { keys: [a, b] }),
             _ => None,
+        }
+    }
+
+    /// The keys it touches.
+    pub fn keys(&self) -> Vec<u64> {
+        match *self {
+            KvOp::Set { key, .. } | KvOp::Incr { key } | KvOp::Get { key } => vec![key],
+            KvOp::Set2 { keys, .. } | KvOp::Get2 { keys } => keys.to_vec(),
         }
     }
 }
@@ -46,14 +78,9 @@ pub struct KvConflicts;
 impl Conflicts for KvConflicts {
     fn classify(&self, cmd: &[u8]) -> CommandClass {
         match KvOp::decode(cmd) {
-            Some(KvOp::Get { key }) => CommandClass {
-                keys: vec![key],
-                read_only: true,
-                barrier: false,
-            },
-            Some(KvOp::Set { key, .. }) | Some(KvOp::Incr { key }) => CommandClass {
-                keys: vec![key],
-                read_only: false,
+            Some(op) => CommandClass {
+                keys: op.keys(),
+                read_only: matches!(op, KvOp::Get { .. } | KvOp::Get2 { .. }),
                 barrier: false,
             },
             // Unknown bytes interfere with everything: the safe reading.
@@ -75,6 +102,17 @@ impl KvState {
     /// Applies one command; returns its result. An empty command is a no-op.
     pub fn apply(&mut self, cmd: &[u8]) -> Vec<u8> {
         let value = match KvOp::decode(cmd) {
+            Some(KvOp::Set2 { keys, value }) => {
+                for key in keys {
+                    self.data.insert(key, value);
+                }
+                value
+            }
+            Some(KvOp::Get2 { keys }) => {
+                let mut both = self.read(keys[0]).to_le_bytes().to_vec();
+                both.extend_from_slice(&self.read(keys[1]).to_le_bytes());
+                return both;
+            }
             Some(KvOp::Set { key, value }) => {
                 self.data.insert(key, value);
                 value
@@ -84,9 +122,14 @@ impl KvState {
                 *v += 1;
                 *v
             }
-            Some(KvOp::Get { key }) => self.data.get(&key).copied().unwrap_or(0),
+            Some(KvOp::Get { key }) => self.read(key),
             None => return Vec::new(),
         };
         value.to_le_bytes().to_vec()
+    }
+
+    /// The value of `key` (0 if never written).
+    pub fn read(&self, key: u64) -> u64 {
+        self.data.get(&key).copied().unwrap_or(0)
     }
 }

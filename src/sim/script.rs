@@ -54,6 +54,12 @@ pub struct Script {
     /// What each served read returned.
     pub reads: BTreeMap<ProposalId, Vec<u8>>,
     read_invoked: BTreeMap<ProposalId, Nanos>,
+    /// Reads take time: a handed-out read reads its first key at once and
+    /// the rest at `finish_read`, with whatever applies in between.
+    pub slow_reads: bool,
+    /// Reads running: id → (node, command, value of the first key, the
+    /// applied set they were handed out at).
+    running_reads: BTreeMap<ProposalId, (NodeId, Vec<u8>, u64, crate::bitmap::TailBitmap)>,
     /// What each proposal asked for.
     proposed: BTreeMap<ProposalId, Vec<u8>>,
     next_proposal: ProposalId,
@@ -86,6 +92,8 @@ impl Script {
             replies: BTreeMap::new(),
             reads: BTreeMap::new(),
             read_invoked: BTreeMap::new(),
+            slow_reads: false,
+            running_reads: BTreeMap::new(),
             proposed: BTreeMap::new(),
             next_proposal: 1,
             violation: None,
@@ -347,6 +355,29 @@ impl Script {
         id
     }
 
+    /// How many reads are running (with `slow_reads`).
+    pub fn running_reads(&self) -> usize {
+        self.running_reads.len()
+    }
+
+    /// Ends read `id` (with `slow_reads`): reads its other keys now.
+    pub fn finish_read(&mut self, id: ProposalId) {
+        let (node, cmd, first, applied) = self.running_reads.remove(&id).expect("a running read");
+        let op = KvOp::decode(&cmd).expect("a KV read");
+        let kv = &self.nodes[&node].kv;
+        let mut value = first.to_le_bytes().to_vec();
+        for key in &op.keys()[1..] {
+            value.extend_from_slice(&kv.read(*key).to_le_bytes());
+        }
+        if let Err(v) = self.checker.on_read_result(node, &cmd, &value, &applied) {
+            self.fail(v);
+        }
+        self.reads.insert(id, value);
+        if self.is_up(node) {
+            self.step(node, Input::ReadDone { id });
+        }
+    }
+
     /// Asks `node` to hand leadership to `to`.
     pub fn transfer(&mut self, node: NodeId, to: NodeId) {
         self.step(node, Input::Transfer { to });
@@ -479,15 +510,22 @@ impl Script {
                 self.replies.insert(id, result);
             }
             Output::Read { id, cmd } => {
-                let n = self.nodes.get_mut(&node).expect("node");
-                let value = n.kv.apply(&cmd);
-                let replica = n.replica.as_ref().expect("live");
+                let replica = self.nodes[&node].replica.as_ref().expect("live");
+                let applied = replica.applied().clone();
                 let invoked = self.read_invoked.remove(&id).expect("a read we made");
-                if let Err(v) = self.checker.on_read(node, &cmd, invoked, replica.applied()) {
+                if let Err(v) = self.checker.on_read(node, &cmd, invoked, &applied) {
                     self.fail(v);
                 }
-                self.reads.insert(id, value);
-                self.step(node, Input::ReadDone { id });
+                let op = KvOp::decode(&cmd).expect("a KV read");
+                let n = self.nodes.get_mut(&node).expect("node");
+                if self.slow_reads {
+                    let first = n.kv.read(op.keys()[0]);
+                    self.running_reads.insert(id, (node, cmd, first, applied));
+                } else {
+                    let value = n.kv.apply(&cmd);
+                    self.reads.insert(id, value);
+                    self.step(node, Input::ReadDone { id });
+                }
             }
         }
     }

@@ -22,6 +22,9 @@ pub const PEER_QUEUE_MAX: usize = 4096;
 pub const PEER_QUEUE_BYTES_MAX: usize = 64 << 20;
 pub const BACKOFF_MIN: Duration = Duration::from_millis(10);
 pub const BACKOFF_MAX: Duration = Duration::from_secs(1);
+/// A link that stayed up this long before failing was up: its failure
+/// starts a new backoff from `BACKOFF_MIN`.
+pub const LINK_STABLE: Duration = Duration::from_secs(1);
 /// Bytes gathered into one write.
 const WRITE_MAX: usize = 1 << 20;
 
@@ -96,13 +99,29 @@ pub async fn run_peer(
                 let _ = stream.set_nodelay(true);
                 stats.connects.fetch_add(1, Ordering::Relaxed);
                 if failures > 0 {
-                    tracing::info!("node {me}: link to node {to} at {addr} is up");
+                    tracing::info!(
+                        "node {me}: connected to node {to} at {addr} after {failures} failed attempts"
+                    );
                 }
-                failures = 0;
-                backoff = BACKOFF_MIN;
-                match send_all(&mut stream, &hello, &mut queue, &mut buf, &stats).await {
-                    Ok(()) => return, // queue closed: the node stopped
-                    Err(e) => tracing::warn!("node {me}: link to node {to} at {addr}: {e}"),
+                let since = std::time::Instant::now();
+                let Err(e) = send_all(&mut stream, &hello, &mut queue, &mut buf, &stats).await
+                else {
+                    return; // queue closed: the node stopped
+                };
+                if since.elapsed() >= LINK_STABLE {
+                    // It was up: this is a new failure.
+                    tracing::warn!("node {me}: link to node {to} at {addr} failed: {e}");
+                    failures = 0;
+                    backoff = BACKOFF_MIN;
+                } else {
+                    // Accepted and dropped at once (a peer restarting, a
+                    // cut link behind a proxy): a failed attempt, said once.
+                    if failures == 0 {
+                        tracing::warn!(
+                            "node {me}: link to node {to} at {addr} fails as soon as it connects: {e}; retrying with backoff"
+                        );
+                    }
+                    failures += 1;
                 }
             }
             Err(e) => {

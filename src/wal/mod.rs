@@ -14,12 +14,12 @@ pub mod uring;
 pub mod writer;
 
 pub use file::FileStorage;
-pub use group::{GroupWal, GroupWriter};
+pub use group::{GroupWal, GroupWriter, WRITES_IN_FLIGHT_MAX};
 pub use scan::{
     scan, scan_with, Accepted, Position, Scan, ScanError, ScanRules, SegmentBytes, FIRST_WAL_SEQ,
 };
 pub use slot::{SlotFile, SlotRecord};
-pub use storage::{MemStorage, Storage, BLOCK};
+pub use storage::{MemStorage, Pipeline, Storage, BLOCK};
 pub use store::{open_backend, open_store, Backend, Store, StoreOptions};
 pub use uring::UringStorage;
-pub use writer::{Recovered, RecoveredFrame, Wal, WalError, WalOptions};
+pub use writer::{PlannedWrite, Recovered, RecoveredFrame, Wal, WalError, WalOptions};

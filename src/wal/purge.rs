@@ -59,6 +59,8 @@ impl<S: Storage> Wal<S> {
     /// Recycles every segment of the WAL's prefix whose frames all lie below
     /// `below`; returns the indexes it took.
     pub fn purge(&mut self, below: Lsn) -> Result<Vec<u64>, WalError> {
+        // A segment still being written is not below anything yet.
+        assert_eq!(self.writes_in_flight(), 0, "purge between writes");
         let newest_base = self
             .live
             .iter()

@@ -4,13 +4,17 @@
 //! carries exactly the next `wal_seq`, and an `incarnation` not below the
 //! previous frame's. A segment's frames end where the next one fails; the log
 //! goes on in the next segment only if that segment starts with the next
-//! frame. The first failure that does not continue ends the log. That end is
+//! frame, and within a segment past zeros up to the next block boundary if
+//! the next frame starts there (a write planned while the one before it was
+//! in flight starts on a fresh block). The first failure that does not
+//! continue ends the log. That end is
 //! corruption only if a valid frame further on says, through its
 //! `durable_upto`, that the failed frame was durable; otherwise the frames
 //! after it were never durable (a torn write) and are cut. Frames of an
 //! older incarnation than the last accepted one vouch for nothing: they are
 //! what an earlier recovery cut, left beyond the end.
 
+use super::storage::BLOCK;
 use crate::frame::{Frame, FRAME_ALIGN, HEADER_LEN, MAGIC};
 use thiserror::Error;
 
@@ -146,8 +150,23 @@ pub fn scan_with<'a>(segments: &[SegmentBytes<'a>], rules: ScanRules) -> Scan<'a
                     };
                 }
                 Err(reason) => {
-                    let next = segments.get(i + 1);
                     let expected = started.then_some(scan.next_seq);
+                    // A write planned while the one before it was in flight
+                    // starts at the next block; the zeros up to it are that
+                    // earlier write's padding.
+                    let block_end = offset.next_multiple_of(BLOCK);
+                    let padded = started
+                        && offset % BLOCK != 0
+                        && block_end < segment.bytes.len()
+                        && segment.bytes[offset..block_end].iter().all(|&b| b == 0);
+                    if padded
+                        && accept(segment.bytes, block_end, expected, scan.incarnation, rules)
+                            .is_ok()
+                    {
+                        offset = block_end;
+                        continue;
+                    }
+                    let next = segments.get(i + 1);
                     if next.is_some_and(|n| {
                         accept(n.bytes, 0, expected, scan.incarnation, rules).is_ok()
                     }) {

@@ -5,6 +5,8 @@
 use rkyv::util::AlignedVec;
 use std::collections::BTreeMap;
 use std::io;
+use std::sync::Arc;
+use tokio::sync::Notify;
 
 /// The unit of every WAL write: offsets and lengths are multiples of it.
 pub const BLOCK: usize = 4096;
@@ -35,6 +37,29 @@ pub trait Storage {
     fn adopt_prepared(&mut self, _index: u64, _size: usize) -> io::Result<bool> {
         Ok(false)
     }
+    /// The backend's way to keep several durable writes in flight, if it
+    /// has one; without, writes go one at a time through `write_durable`.
+    fn pipeline(&mut self) -> Option<&mut dyn Pipeline> {
+        None
+    }
+}
+
+/// Durable writes in flight together (io_uring).
+pub trait Pipeline {
+    /// Starts write `id`: `bytes` at `offset` (block-aligned) of segment
+    /// `index`, made durable. Returns at once; `wake` is notified when it
+    /// completes.
+    fn start(
+        &mut self,
+        id: u64,
+        index: u64,
+        offset: usize,
+        bytes: AlignedVec<BLOCK>,
+        wake: Arc<Notify>,
+    ) -> io::Result<()>;
+    /// Waits for `wake` unless a started write has completed already;
+    /// returns the writes completed since the last call, with their results.
+    fn wait(&mut self, wake: &Notify) -> Vec<(u64, io::Result<()>)>;
 }
 
 impl<S: Storage + ?Sized> Storage for Box<S> {
@@ -64,6 +89,9 @@ impl<S: Storage + ?Sized> Storage for Box<S> {
     }
     fn write_durable(&mut self, index: u64, offset: usize, bytes: &[u8]) -> io::Result<()> {
         (**self).write_durable(index, offset, bytes)
+    }
+    fn pipeline(&mut self) -> Option<&mut dyn Pipeline> {
+        (**self).pipeline()
     }
 }
 

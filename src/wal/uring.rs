@@ -4,11 +4,18 @@
 //! go through the plain file backend.
 
 use super::file::{open_for_writes, FileStorage};
-use super::storage::{Storage, BLOCK};
+use super::storage::{Pipeline, Storage, BLOCK};
 use rkyv::util::AlignedVec;
+use std::cell::RefCell;
 use std::collections::HashMap;
 use std::io;
 use std::path::Path;
+use std::rc::Rc;
+use std::sync::Arc;
+use tokio::sync::Notify;
+
+/// Writes completed in the ring and not yet collected: (id, result).
+type Completions = Rc<RefCell<Vec<(u64, io::Result<()>)>>>;
 
 /// A block-aligned buffer handed to the kernel for one write.
 struct Blocks(AlignedVec<BLOCK>);
@@ -34,10 +41,12 @@ unsafe impl tokio_uring::buf::IoBuf for Blocks {
 pub struct UringStorage {
     files: FileStorage,
     runtime: tokio_uring::Runtime,
-    open: HashMap<u64, tokio_uring::fs::File>,
+    /// Shared with the writes in flight on them.
+    open: HashMap<u64, Rc<tokio_uring::fs::File>>,
     /// Reused for every write.
     buffer: Option<Blocks>,
     direct: bool,
+    completions: Completions,
 }
 
 impl UringStorage {
@@ -51,6 +60,7 @@ impl UringStorage {
             open: HashMap::new(),
             buffer: Some(Blocks(AlignedVec::new())),
             direct,
+            completions: Rc::default(),
         })
     }
 
@@ -61,7 +71,7 @@ impl UringStorage {
             let file = self
                 .runtime
                 .block_on(async { tokio_uring::fs::File::from_std(file) });
-            self.open.insert(index, file);
+            self.open.insert(index, Rc::new(file));
         }
         Ok(&self.open[&index])
     }
@@ -133,6 +143,51 @@ impl Storage for UringStorage {
 
     fn adopt_prepared(&mut self, index: u64, size: usize) -> io::Result<bool> {
         self.files.adopt_prepared(index, size)
+    }
+
+    fn pipeline(&mut self) -> Option<&mut dyn Pipeline> {
+        Some(self)
+    }
+}
+
+impl Pipeline for UringStorage {
+    fn start(
+        &mut self,
+        id: u64,
+        index: u64,
+        offset: usize,
+        bytes: AlignedVec<BLOCK>,
+        wake: Arc<Notify>,
+    ) -> io::Result<()> {
+        assert!(
+            offset % BLOCK == 0 && bytes.len() % BLOCK == 0,
+            "whole blocks"
+        );
+        self.file(index)?;
+        let file = Rc::clone(&self.open[&index]);
+        let sync = !self.files.dsync();
+        let done = self.completions.clone();
+        // Spawned here, submitted to the kernel when the runtime next parks:
+        // in `wait`, which the writer calls right after starting writes.
+        self.runtime.block_on(async move {
+            tokio_uring::spawn(async move {
+                let (written, _) = file.write_all_at(Blocks(bytes), offset as u64).await;
+                let result = match written {
+                    Ok(()) if sync => file.sync_data().await,
+                    other => other,
+                };
+                done.borrow_mut().push((id, result));
+                wake.notify_one();
+            });
+        });
+        Ok(())
+    }
+
+    fn wait(&mut self, wake: &Notify) -> Vec<(u64, io::Result<()>)> {
+        if self.completions.borrow().is_empty() {
+            self.runtime.block_on(wake.notified());
+        }
+        std::mem::take(&mut *self.completions.borrow_mut())
     }
 }
 

@@ -2,6 +2,14 @@
 //! write of whole blocks plus one sync, the last partial block kept in
 //! memory and written again with the next append. After a failed sync it
 //! refuses every further append: nothing may pretend that data is durable.
+//!
+//! Writes may be in flight together (`plan`, `completed`): the durable mark
+//! moves only over a contiguous prefix of completed writes, each frame's
+//! `durable_upto` is that mark when it was planned, and a write never shares
+//! a block with one still in flight — the disk may apply two overlapping
+//! writes in either order — so a write planned while the one holding the
+//! partial last block is in flight starts at the next block, past the zeros
+//! that write padded its block with (recovery steps over them, DESIGN.md §4).
 
 use super::purge::{LiveSegment, SegmentReach};
 use super::scan::{scan_with, Position, ScanError, ScanRules, SegmentBytes, FIRST_WAL_SEQ};
@@ -101,6 +109,17 @@ pub struct RecoveredFrame {
     pub bytes: AlignedVec,
 }
 
+impl RecoveredFrame {
+    /// Its `wal_seq` (recovery verified the frame).
+    pub fn wal_seq(&self) -> u64 {
+        crate::frame::Frame::decode(&self.bytes)
+            .expect("recovery returns valid frames")
+            .header
+            .wal
+            .wal_seq
+    }
+}
+
 /// What `Wal::open` found.
 #[derive(Debug)]
 pub struct Recovered {
@@ -110,6 +129,27 @@ pub struct Recovered {
     /// Recovery found corruption there: the frames end before it, and the
     /// replica must not vote until a newer leader's base (DESIGN.md §3.1).
     pub corruption: Option<ScanError>,
+}
+
+/// One write of whole blocks the WAL planned: the caller carries it out
+/// (write and sync), several at once if it can, and reports it with
+/// `Wal::completed`.
+#[derive(Debug)]
+pub struct PlannedWrite {
+    pub id: u64,
+    pub segment: u64,
+    pub offset: usize,
+    pub bytes: AlignedVec<BLOCK>,
+}
+
+/// A planned write not yet reported durable.
+#[derive(Clone, Copy, Debug)]
+struct WriteInFlight {
+    /// The `wal_seq` of the first frame it ends (frames before it are in
+    /// earlier writes).
+    first_seq: u64,
+    segment: u64,
+    done: bool,
 }
 
 pub struct Wal<S: Storage> {
@@ -126,6 +166,11 @@ pub struct Wal<S: Storage> {
     pub(super) live: BTreeMap<u64, LiveSegment>,
     next_seq: u64,
     poisoned: Option<String>,
+    /// Planned writes by id, until they and every earlier one completed.
+    in_flight: BTreeMap<u64, WriteInFlight>,
+    next_write: u64,
+    /// The write that last wrote the block holding `offset`.
+    tail_write: Option<u64>,
 }
 
 impl<S: Storage> Wal<S> {
@@ -190,6 +235,9 @@ impl<S: Storage> Wal<S> {
             live,
             next_seq: found.next_seq.max(FIRST_WAL_SEQ),
             poisoned: None,
+            in_flight: BTreeMap::new(),
+            next_write: 0,
+            tail_write: None,
         };
         let recovered = Recovered {
             frames,
@@ -227,7 +275,25 @@ impl<S: Storage> Wal<S> {
     /// refuses every later append: a write or sync that failed may have
     /// reached the disk in part, and the writer has moved past it.
     pub fn append(&mut self, frames: &mut [AlignedVec]) -> Result<u64, WalError> {
-        let result = self.append_inner(frames);
+        let (first, writes) = self.plan(frames)?;
+        for write in writes {
+            let result = self
+                .storage
+                .write_durable(write.segment, write.offset, &write.bytes);
+            self.completed(write.id, result)?;
+        }
+        Ok(first)
+    }
+
+    /// Lays `frames` out in the segments as `append` does, but leaves the
+    /// writes to the caller: returns the `wal_seq` of the first frame and
+    /// the writes that carry them, in order. They are durable once
+    /// `durable_mark` passes the last frame's `wal_seq`.
+    pub fn plan(
+        &mut self,
+        frames: &mut [AlignedVec],
+    ) -> Result<(u64, Vec<PlannedWrite>), WalError> {
+        let result = self.plan_inner(frames);
         if let Err(e) = &result {
             let retryable = matches!(
                 e,
@@ -240,7 +306,59 @@ impl<S: Storage> Wal<S> {
         result
     }
 
-    fn append_inner(&mut self, frames: &mut [AlignedVec]) -> Result<u64, WalError> {
+    /// Every frame below this `wal_seq` is durable: the first frame of the
+    /// oldest write not yet completed, or the next frame if none is.
+    pub fn durable_mark(&self) -> u64 {
+        self.in_flight
+            .values()
+            .next()
+            .map_or(self.next_seq, |w| w.first_seq)
+    }
+
+    /// Planned writes not yet below the durable mark.
+    pub fn writes_in_flight(&self) -> usize {
+        self.in_flight.len()
+    }
+
+    /// Reports planned write `id` done; returns the durable mark. A failed
+    /// write poisons the WAL: the disk may hold part of it, and what is
+    /// planned after it will never count as durable.
+    pub fn completed(&mut self, id: u64, result: io::Result<()>) -> Result<u64, WalError> {
+        let segment = self.in_flight.get(&id).map_or(self.segment, |w| w.segment);
+        if let Err(source) = result {
+            // After a failed sync the page cache may have dropped the dirty
+            // pages: a retry could report data durable that is not.
+            let error = WalError::io("durable write", segment, source);
+            if self.poisoned.is_none() {
+                self.poisoned = Some(error.to_string());
+            }
+            return Err(error);
+        }
+        if let Some(reason) = &self.poisoned {
+            return Err(WalError::Poisoned {
+                segment,
+                reason: reason.clone(),
+            });
+        }
+        let write = self
+            .in_flight
+            .get_mut(&id)
+            .expect("a planned write completes once");
+        assert!(!write.done, "a planned write completes once");
+        write.done = true;
+        while let Some(entry) = self.in_flight.first_entry() {
+            if !entry.get().done {
+                break;
+            }
+            entry.remove();
+        }
+        Ok(self.durable_mark())
+    }
+
+    fn plan_inner(
+        &mut self,
+        frames: &mut [AlignedVec],
+    ) -> Result<(u64, Vec<PlannedWrite>), WalError> {
         if let Some(reason) = &self.poisoned {
             return Err(WalError::Poisoned {
                 segment: self.segment,
@@ -249,7 +367,7 @@ impl<S: Storage> Wal<S> {
         }
         let first = self.next_seq;
         if frames.is_empty() {
-            return Ok(first);
+            return Ok((first, Vec::new()));
         }
         // Checked before anything moves: a frame larger than a segment is
         // refused without poisoning the WAL.
@@ -259,9 +377,18 @@ impl<S: Storage> Wal<S> {
                 segment_size: self.options.segment_size,
             });
         }
+        // The block holding `offset` is still being written: start at the
+        // next one (the zeros between are the earlier write's padding).
+        let tail_busy = self
+            .tail_write
+            .is_some_and(|w| self.in_flight.contains_key(&w));
+        let mut offset = self.offset;
+        if offset % BLOCK != 0 && tail_busy {
+            offset = offset.next_multiple_of(BLOCK);
+        }
         // The segments this batch rolls over into are made ready before a
         // byte is written: a full disk shows here, with nothing changed.
-        let mut offset = self.offset;
+        let start_offset = offset;
         let mut rollovers = 0;
         for f in frames.iter() {
             if offset + f.len() > self.options.segment_size {
@@ -271,13 +398,20 @@ impl<S: Storage> Wal<S> {
             offset += f.len();
         }
         self.reserve_segments(rollovers)?;
-        // Every frame before this batch is durable: that is what they vouch.
-        let durable_upto = first;
+        if start_offset != self.offset {
+            self.offset = start_offset;
+            self.tail.clear();
+        }
+        // Every frame before the oldest write in flight is durable: that is
+        // what these frames vouch for.
+        let durable_upto = self.durable_mark();
         let total: usize = frames.iter().map(|f| f.len()).sum();
         let capacity = (self.tail.len() + total).next_multiple_of(BLOCK);
         let mut batch = AlignedVec::<BLOCK>::with_capacity(capacity);
         batch.extend_from_slice(&self.tail);
         let mut batch_start = self.offset / BLOCK * BLOCK;
+        let mut writes = Vec::new();
+        let mut write_first = first;
         for frame in frames.iter_mut() {
             let len = frame.len();
             let wal = WalFields {
@@ -289,9 +423,10 @@ impl<S: Storage> Wal<S> {
             if self.offset + len > self.options.segment_size {
                 // It does not fit: what is gathered goes to this segment,
                 // the frame starts the next one.
-                self.flush(batch_start, &mut batch)?;
+                let gathered = std::mem::take(&mut batch);
+                writes.extend(self.cut_write(batch_start, gathered, write_first));
+                write_first = self.next_seq;
                 self.next_segment()?;
-                batch.clear();
                 batch_start = 0;
             }
             self.live.entry(self.segment).or_default().note(frame)?;
@@ -300,25 +435,44 @@ impl<S: Storage> Wal<S> {
             self.next_seq += 1;
         }
         let used = batch.len();
-        self.flush(batch_start, &mut batch)?;
         let keep_from = (self.offset / BLOCK * BLOCK) - batch_start;
         self.tail = batch[keep_from..used].to_vec();
-        Ok(first)
+        let last = self.cut_write(batch_start, batch, write_first);
+        if let Some(write) = &last {
+            self.tail_write = Some(write.id);
+        }
+        writes.extend(last);
+        Ok((first, writes))
     }
 
-    /// Writes `bytes`, zero-padded here to whole blocks, at `start`, and syncs.
-    fn flush(&mut self, start: usize, bytes: &mut AlignedVec<BLOCK>) -> Result<(), WalError> {
+    /// A write of `bytes`, zero-padded here to whole blocks, at `start` of
+    /// the current segment, ending the frames from `first_seq` on.
+    fn cut_write(
+        &mut self,
+        start: usize,
+        mut bytes: AlignedVec<BLOCK>,
+        first_seq: u64,
+    ) -> Option<PlannedWrite> {
         if bytes.is_empty() {
-            return Ok(());
+            return None;
         }
         bytes.resize(bytes.len().next_multiple_of(BLOCK), 0);
-        let segment = self.segment;
-        // After a failed sync the page cache may have dropped the dirty
-        // pages: a retry could report data durable that is not (`append`
-        // refuses everything from then on).
-        self.storage
-            .write_durable(segment, start, bytes)
-            .map_err(io_err("durable write", segment))
+        let id = self.next_write;
+        self.next_write += 1;
+        self.in_flight.insert(
+            id,
+            WriteInFlight {
+                first_seq,
+                segment: self.segment,
+                done: false,
+            },
+        );
+        Some(PlannedWrite {
+            id,
+            segment: self.segment,
+            offset: start,
+            bytes,
+        })
     }
 
     /// Makes the `count` segments after the current one ready (spare):
@@ -383,16 +537,7 @@ mod tests {
     use crate::wal::MemStorage;
 
     fn frame(lsn: u64) -> AlignedVec {
-        let record = Record {
-            author: LeaderId::new(1, 1),
-            lsn,
-            cmd: vec![1; 100],
-            deps: Default::default(),
-        };
-        encode(&RecordBatch {
-            records: vec![record],
-        })
-        .unwrap()
+        sized(lsn, 100)
     }
 
     fn options() -> WalOptions {
@@ -445,5 +590,111 @@ mod tests {
         let (wal, recovered) = Wal::open(storage, options()).unwrap();
         assert_eq!(recovered.frames.len(), 200);
         assert_eq!(wal.next_seq(), FIRST_WAL_SEQ + 200);
+    }
+
+    /// Frame `lsn` of about `len` bytes.
+    fn sized(lsn: u64, len: usize) -> AlignedVec {
+        let record = Record {
+            author: LeaderId::new(1, 1),
+            lsn,
+            cmd: vec![3; len],
+            deps: Default::default(),
+        };
+        encode(&RecordBatch {
+            records: vec![record],
+        })
+        .unwrap()
+    }
+
+    fn wide() -> WalOptions {
+        WalOptions {
+            segment_size: 64 * BLOCK,
+            ..options()
+        }
+    }
+
+    /// Two batches planned before either is written: the second starts on a
+    /// fresh block (never sharing one with the first) and vouches only for
+    /// what was durable before the first.
+    fn two_in_flight() -> (Wal<MemStorage>, PlannedWrite, PlannedWrite) {
+        let (mut wal, _) = Wal::open(MemStorage::default(), wide()).unwrap();
+        wal.append(&mut [sized(0, 300)]).unwrap();
+        let (first, mut a) = wal.plan(&mut [sized(1, 5000), sized(2, 700)]).unwrap();
+        let (second, mut b) = wal.plan(&mut [sized(3, 900)]).unwrap();
+        assert_eq!((first, second), (2, 4));
+        let (a, b) = (a.remove(0), b.remove(0));
+        assert_eq!(a.offset, 0, "the first rewrites the partial block");
+        assert_eq!(
+            b.offset,
+            a.offset + a.bytes.len(),
+            "the second starts past it"
+        );
+        assert_eq!(wal.durable_mark(), 2);
+        (wal, a, b)
+    }
+
+    fn recover(wal: Wal<MemStorage>) -> (Vec<u64>, Recovered) {
+        let mut storage = wal.into_storage();
+        storage.restore_power(|_| 0);
+        let (_, found) = Wal::open(storage, wide()).unwrap();
+        let seqs = found.frames.iter().map(RecoveredFrame::wal_seq).collect();
+        (seqs, found)
+    }
+
+    #[test]
+    fn writes_in_flight_complete_in_any_order_and_recovery_steps_over_the_padding() {
+        let (mut wal, a, b) = two_in_flight();
+        let storage = wal.storage_mut();
+        storage
+            .write_durable(b.segment, b.offset, &b.bytes)
+            .unwrap();
+        storage
+            .write_durable(a.segment, a.offset, &a.bytes)
+            .unwrap();
+        assert_eq!(
+            wal.completed(b.id, Ok(())).unwrap(),
+            2,
+            "not past the first"
+        );
+        assert_eq!(wal.completed(a.id, Ok(())).unwrap(), 5);
+        let (seqs, found) = recover(wal);
+        assert_eq!(seqs, [1, 2, 3, 4]);
+        assert!(found.corruption.is_none());
+    }
+
+    #[test]
+    fn first_write_torn_second_complete_is_a_clean_tail() {
+        for kept in [0, BLOCK] {
+            let (mut wal, a, b) = two_in_flight();
+            let storage = wal.storage_mut();
+            storage
+                .write_durable(b.segment, b.offset, &b.bytes)
+                .unwrap();
+            // The power goes with the first write torn: `kept` bytes of it.
+            storage
+                .write_durable(a.segment, a.offset, &a.bytes[..kept])
+                .unwrap();
+            let (seqs, found) = recover(wal);
+            assert_eq!(seqs, [1], "kept {kept}: only what was durable before");
+            assert!(
+                found.corruption.is_none(),
+                "kept {kept}: {:?}",
+                found.corruption
+            );
+            assert!(found.cut.is_some());
+        }
+    }
+
+    #[test]
+    fn a_write_after_the_one_in_flight_completed_shares_its_block_again() {
+        let (mut wal, _) = Wal::open(MemStorage::default(), wide()).unwrap();
+        let (_, a) = wal.plan(&mut [sized(0, 300)]).unwrap();
+        let a = &a[0];
+        wal.storage_mut()
+            .write_durable(a.segment, a.offset, &a.bytes)
+            .unwrap();
+        wal.completed(a.id, Ok(())).unwrap();
+        let (_, b) = wal.plan(&mut [sized(1, 300)]).unwrap();
+        assert_eq!(b[0].offset, 0, "no padding once the block is durable");
     }
 }
