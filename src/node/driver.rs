@@ -178,10 +178,13 @@ impl<S: StateMachine> Driver<S> {
                     state,
                     incarnation: self.incarnation,
                 };
+                let since = Instant::now();
                 if let Err(e) = self.slot.write(&record) {
                     self.fail(format!("slot file write failed: {e}"));
                     return;
                 }
+                let us = since.elapsed().as_micros() as u64;
+                Metrics::record(&self.metrics.slot_latency_us, us);
                 self.inbox.push(Input::SlotDurable {
                     generation: state.generation,
                 });

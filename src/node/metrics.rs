@@ -25,6 +25,9 @@ pub struct Metrics {
     pub wal_latency_us: Mutex<Histogram<u64>>,
     /// Records per WAL submit carrying records.
     pub batch_records: Mutex<Histogram<u64>>,
+    /// A slot write (vote, committer copy) and its sync, microseconds: the
+    /// node's loop waits for it.
+    pub slot_latency_us: Mutex<Histogram<u64>>,
     /// A proposal's time in the node: taken to answered, microseconds.
     pub proposal_latency_us: Mutex<Histogram<u64>>,
     /// A read's time in the node, microseconds.
@@ -46,6 +49,7 @@ impl Default for Metrics {
             sent_by_kind: Default::default(),
             wal_latency_us: Mutex::new(histogram()),
             batch_records: Mutex::new(histogram()),
+            slot_latency_us: Mutex::new(histogram()),
             proposal_latency_us: Mutex::new(histogram()),
             read_latency_us: Mutex::new(histogram()),
         }
@@ -80,6 +84,9 @@ pub struct MetricsSnapshot {
     pub proposal_p99_us: u64,
     pub read_p50_us: u64,
     pub read_p99_us: u64,
+    pub slot_writes: u64,
+    pub slot_p50_us: u64,
+    pub slot_max_us: u64,
 }
 
 impl Metrics {
@@ -100,6 +107,11 @@ impl Metrics {
         };
         let (proposal_p50_us, proposal_p99_us) = quantiles(&self.proposal_latency_us);
         let (read_p50_us, read_p99_us) = quantiles(&self.read_latency_us);
+        let (slot_writes, slot_p50_us, slot_max_us) = self
+            .slot_latency_us
+            .lock()
+            .map(|h| (h.len(), h.value_at_quantile(0.5), h.max()))
+            .unwrap_or((0, 0, 0));
         MetricsSnapshot {
             proposals: load(&self.proposals),
             reads: load(&self.reads),
@@ -118,6 +130,9 @@ impl Metrics {
             proposal_p99_us,
             read_p50_us,
             read_p99_us,
+            slot_writes,
+            slot_p50_us,
+            slot_max_us,
             ..Default::default()
         }
     }

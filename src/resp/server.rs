@@ -263,8 +263,11 @@ fn info_text(node: &Node, info: &ServerInfo) -> String {
         by_kind(&m.sent_by_kind)
     ));
     text.push_str(&format!(
-        "wal_waiting_for_space:{}\r\n",
-        u8::from(node.wal_waiting_for_space())
+        "wal_waiting_for_space:{}\r\nslot_writes:{}\r\nslot_latency_p50_us:{}\r\nslot_latency_max_us:{}\r\n",
+        u8::from(node.wal_waiting_for_space()),
+        m.slot_writes,
+        m.slot_p50_us,
+        m.slot_max_us
     ));
     text.push_str(&digest);
     text.push_str(&format!("core_status:{}\r\n", node.status()));
