@@ -166,12 +166,17 @@ fn wal_storage_arm(wal: &mut Wal<MemStorage>, ops: u64) {
     wal.storage_mut().power_fails_after = Some(ops as usize);
 }
 
-#[test]
-fn every_resolved_append_survives_power_loss() {
-    let runs: u64 = std::env::var("TRAFT_POWER_LOSSES")
+/// `TRAFT_POWER_LOSSES` runs, 400 by default.
+fn runs() -> u64 {
+    std::env::var("TRAFT_POWER_LOSSES")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(400);
+        .unwrap_or(400)
+}
+
+#[test]
+fn every_resolved_append_survives_power_loss() {
+    let runs = runs();
     for seed in 0..runs {
         run(seed, 0);
     }
@@ -179,10 +184,7 @@ fn every_resolved_append_survives_power_loss() {
 
 #[test]
 fn every_resolved_append_survives_power_loss_with_writes_in_flight() {
-    let runs: u64 = std::env::var("TRAFT_POWER_LOSSES")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(400);
+    let runs = runs();
     for seed in 0..runs {
         run(seed, 2 + (seed % 3) as usize);
     }
