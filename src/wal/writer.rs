@@ -633,6 +633,13 @@ mod tests {
         (wal, a, b)
     }
 
+    /// Writes the first `len` bytes of planned write `w`, durably.
+    fn carry_out(wal: &mut Wal<MemStorage>, w: &PlannedWrite, len: usize) {
+        wal.storage_mut()
+            .write_durable(w.segment, w.offset, &w.bytes[..len])
+            .unwrap();
+    }
+
     fn recover(wal: Wal<MemStorage>) -> (Vec<u64>, Recovered) {
         let mut storage = wal.into_storage();
         storage.restore_power(|_| 0);
@@ -644,13 +651,8 @@ mod tests {
     #[test]
     fn writes_in_flight_complete_in_any_order_and_recovery_steps_over_the_padding() {
         let (mut wal, a, b) = two_in_flight();
-        let storage = wal.storage_mut();
-        storage
-            .write_durable(b.segment, b.offset, &b.bytes)
-            .unwrap();
-        storage
-            .write_durable(a.segment, a.offset, &a.bytes)
-            .unwrap();
+        carry_out(&mut wal, &b, b.bytes.len());
+        carry_out(&mut wal, &a, a.bytes.len());
         assert_eq!(
             wal.completed(b.id, Ok(())).unwrap(),
             2,
@@ -666,14 +668,9 @@ mod tests {
     fn first_write_torn_second_complete_is_a_clean_tail() {
         for kept in [0, BLOCK] {
             let (mut wal, a, b) = two_in_flight();
-            let storage = wal.storage_mut();
-            storage
-                .write_durable(b.segment, b.offset, &b.bytes)
-                .unwrap();
+            carry_out(&mut wal, &b, b.bytes.len());
             // The power goes with the first write torn: `kept` bytes of it.
-            storage
-                .write_durable(a.segment, a.offset, &a.bytes[..kept])
-                .unwrap();
+            carry_out(&mut wal, &a, kept);
             let (seqs, found) = recover(wal);
             assert_eq!(seqs, [1], "kept {kept}: only what was durable before");
             assert!(
