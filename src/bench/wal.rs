@@ -29,6 +29,9 @@ pub struct WalBenchConfig {
     pub dsync: bool,
     /// Writes in flight at most (io_uring).
     pub in_flight: usize,
+    /// Segments are zeroed before the clock starts for this rate over the
+    /// whole run (bytes/s): zeroing during the run would share the disk.
+    pub prepare_for: f64,
 }
 
 pub struct WalBenchReport {
@@ -75,7 +78,7 @@ pub fn run(dir: &Path, config: &WalBenchConfig) -> Result<WalBenchReport, WalErr
     std::fs::create_dir_all(&dir).map_err(|source| WalError::io("create", 0, source))?;
     // Enough segments zeroed before the clock starts for the whole run (in
     // steady state purged segments are recycled; zeroing is not on the path).
-    let expected = config.duration.as_secs_f64() * 700e6;
+    let expected = config.duration.as_secs_f64() * config.prepare_for;
     let ahead = (expected / SEGMENT as f64).ceil() as usize + 2;
     file::prepare_ahead(&dir, SEGMENT, ahead)
         .map_err(|source| WalError::io("prepare", 0, source))?;
@@ -111,9 +114,10 @@ pub fn run(dir: &Path, config: &WalBenchConfig) -> Result<WalBenchReport, WalErr
             std::thread::spawn(move || -> Result<(u64, Histogram<u64>), WalError> {
                 let mut latency = latency_histogram();
                 let mut appends = 0;
+                let mut frames = vec![frame];
                 while !stop.load(Ordering::Relaxed) {
                     let t0 = Instant::now();
-                    wal.append(vec![frame.clone()])?;
+                    wal.append_reusing(&mut frames)?;
                     latency.saturating_record(t0.elapsed().as_nanos() as u64);
                     appends += 1;
                 }

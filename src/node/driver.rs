@@ -269,7 +269,7 @@ impl<S: StateMachine> Driver<S> {
         self.wal
             .submit(
                 frames,
-                Box::new(move |result| {
+                Box::new(move |result, _frames| {
                     let us = submitted.elapsed().as_micros() as u64;
                     Metrics::record(&metrics.wal_latency_us, us);
                     let _ = done.send(result.map(|_| upto));

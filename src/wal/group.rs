@@ -5,7 +5,7 @@
 //! returns only once the durable mark, which moves over the contiguous
 //! prefix of completed writes, has passed its frames.
 
-use super::storage::Storage;
+use super::storage::{Completion, Storage};
 use super::writer::{PlannedWrite, Recovered, Wal, WalError, WalOptions};
 use crossbeam::channel::{bounded, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use rkyv::util::AlignedVec;
@@ -25,9 +25,16 @@ pub const PREPARED_AHEAD: usize = 2;
 /// as the durable mark passes them.
 pub const WRITES_IN_FLIGHT_MAX: usize = 4;
 
+/// Bytes of frames one write carries at most: requests beyond it go to the
+/// next write, which can be in flight beside it. Larger writes gain nothing
+/// on this disk, and their buffers would be too large to keep for reuse.
+pub const WRITE_BYTES_MAX: usize = 1 << 20;
+
 /// Called on the writer thread once the request's frames are durable (or
-/// the write failed): with the `wal_seq` of its first frame.
-pub type Done = Box<dyn FnOnce(Result<u64, WalError>) + Send>;
+/// the write failed): with the `wal_seq` of its first frame, and the
+/// frames themselves back, for the appender to reuse their buffers (empty
+/// when the write failed).
+pub type Done = Box<dyn FnOnce(Result<u64, WalError>, Vec<AlignedVec>) + Send>;
 
 struct Request {
     frames: Vec<AlignedVec>,
@@ -150,14 +157,24 @@ impl GroupWal {
     /// Appends `frames` and waits until they are durable; returns the
     /// `wal_seq` of the first.
     pub fn append(&self, frames: Vec<AlignedVec>) -> Result<u64, WalError> {
+        self.append_reusing(&mut { frames })
+    }
+
+    /// `append`, giving the frames back in `frames` once durable, for their
+    /// buffers to carry the next ones (a fresh buffer costs a page fault per
+    /// page). The frames' WAL fields are those of this append; a later
+    /// append overwrites them.
+    pub fn append_reusing(&self, frames: &mut Vec<AlignedVec>) -> Result<u64, WalError> {
         let (done, wait) = bounded(1);
         self.submit(
-            frames,
-            Box::new(move |result| {
-                let _ = done.send(result);
+            std::mem::take(frames),
+            Box::new(move |result, frames| {
+                let _ = done.send((result, frames));
             }),
         )?;
-        wait.recv().map_err(|_| WalError::Closed)?
+        let (result, back) = wait.recv().map_err(|_| WalError::Closed)?;
+        *frames = back;
+        result
     }
 
     /// Durable writes made so far (each one write and one sync), as a
@@ -212,6 +229,7 @@ struct Planned {
     done: Done,
     first: u64,
     end: u64,
+    frames: Vec<AlignedVec>,
 }
 
 /// What the writer shares with the `GroupWal` handles.
@@ -266,10 +284,11 @@ fn write_loop<S: Storage>(
                 }
             }
         }
-        // Everything taken joins one write, once a write may start.
-        if !held.is_empty() && in_flight < depth {
+        // What was taken joins one write (up to `WRITE_BYTES_MAX`) once a
+        // write may start; the rest, the next.
+        while !held.is_empty() && in_flight < depth {
             let segment = wal.segment();
-            let group = std::mem::take(&mut held);
+            let group = take_group(&mut held);
             match plan_group(&mut wal, group, &queue, waiting_for_space) {
                 Ok((requests, writes_planned)) => {
                     planned.extend(requests);
@@ -288,14 +307,15 @@ fn write_loop<S: Storage>(
                                 );
                                 (result.is_ok(), result)
                             }
-                            None => (
-                                false,
-                                wal.storage_mut().write_durable(
+                            None => {
+                                let result = wal.storage_mut().write_durable(
                                     segment,
                                     write.offset,
                                     &write.bytes,
-                                ),
-                            ),
+                                );
+                                wal.recycle(write.bytes);
+                                (false, result)
+                            }
                         };
                         if started {
                             in_flight += 1;
@@ -319,8 +339,9 @@ fn write_loop<S: Storage>(
                 .pipeline()
                 .expect("writes in flight only with a pipeline")
                 .wait(notify);
-            for (id, result) in done {
+            for Completion { id, result, buffer } in done {
                 in_flight -= 1;
+                wal.recycle(buffer);
                 if let Err(e) = wal.completed(id, result) {
                     fail_all(planned.drain(..).map(|p| p.done), e);
                 }
@@ -329,9 +350,24 @@ fn write_loop<S: Storage>(
         let mark = wal.durable_mark();
         while planned.front().is_some_and(|p| p.end <= mark) {
             let p = planned.pop_front().expect("checked");
-            (p.done)(Ok(p.first));
+            (p.done)(Ok(p.first), p.frames);
         }
     }
+}
+
+/// The first requests of `held` whose frames fit one write of
+/// `WRITE_BYTES_MAX` (at least one request, however large).
+fn take_group(held: &mut Vec<Request>) -> Vec<Request> {
+    let mut bytes = 0;
+    let fit = held
+        .iter()
+        .position(|r| {
+            bytes += r.frames.iter().map(|f| f.len()).sum::<usize>();
+            bytes > WRITE_BYTES_MAX
+        })
+        .map_or(held.len(), |i| i.max(1));
+    let rest = held.split_off(fit);
+    std::mem::replace(held, rest)
 }
 
 /// Plans one write of every frame of `group`, waiting for space for a new
@@ -380,6 +416,7 @@ fn plan_group<S: Storage>(
     }
     match result {
         Ok((mut seq, writes)) => {
+            let mut frames = frames.into_iter();
             let requests = group
                 .into_iter()
                 .zip(counts)
@@ -390,6 +427,7 @@ fn plan_group<S: Storage>(
                         done: request.done,
                         first,
                         end: seq,
+                        frames: frames.by_ref().take(count as usize).collect(),
                     }
                 })
                 .collect();
@@ -408,7 +446,7 @@ fn fail_all(dones: impl IntoIterator<Item = Done>, error: WalError) {
         let e = first
             .take()
             .unwrap_or_else(|| WalError::Failed(reason.clone()));
-        done(Err(e));
+        done(Err(e), Vec::new());
     }
 }
 
@@ -466,6 +504,52 @@ mod tests {
         assert_eq!(seqs.last(), Some(&(FIRST_WAL_SEQ + total - 1)));
         drop(wal);
         writer.join();
+    }
+
+    fn request(bytes: usize) -> Request {
+        Request {
+            frames: vec![frame_of(bytes)],
+            done: Box::new(|_, _| {}),
+        }
+    }
+
+    #[test]
+    fn a_write_takes_requests_up_to_its_byte_limit_and_at_least_one() {
+        let third = WRITE_BYTES_MAX / 3;
+        let mut held: Vec<Request> = (0..4).map(|_| request(third)).collect();
+        assert_eq!(take_group(&mut held).len(), 3);
+        assert_eq!(held.len(), 1);
+        let mut held = vec![request(2 * WRITE_BYTES_MAX), request(100)];
+        assert_eq!(take_group(&mut held).len(), 1, "a large request goes alone");
+        assert_eq!(take_group(&mut held).len(), 1);
+        assert!(held.is_empty());
+    }
+
+    #[test]
+    fn appended_frames_come_back_for_reuse_and_recover_as_written() {
+        let dir = tempfile::tempdir().unwrap();
+        let options = WalOptions {
+            segment_size: 64 * 1024,
+            incarnation: 1,
+            rules: Default::default(),
+        };
+        let path = dir.path().to_path_buf();
+        let storage = move || {
+            crate::wal::file::FileStorage::new(&path, false).map_err(|e| WalError::io("open", 0, e))
+        };
+        let (wal, writer, _) = GroupWal::start(storage, options.clone(), None).unwrap();
+        let mut frames = vec![frame_of(3000), frame_of(200)];
+        let first = wal.append_reusing(&mut frames).unwrap();
+        assert_eq!(frames.len(), 2, "both frames came back");
+        let second = wal.append_reusing(&mut frames).unwrap();
+        assert_eq!(second, first + 2);
+        drop(wal);
+        writer.join();
+        let storage = crate::wal::file::FileStorage::new(dir.path(), false).unwrap();
+        let (_, found) = Wal::open(storage, options).unwrap();
+        assert!(found.corruption.is_none());
+        let seqs: Vec<u64> = found.frames.iter().map(|f| f.wal_seq()).collect();
+        assert_eq!(seqs, (first..first + 4).collect::<Vec<_>>());
     }
 
     #[test]

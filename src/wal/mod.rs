@@ -19,7 +19,7 @@ pub use scan::{
     scan, scan_with, Accepted, Position, Scan, ScanError, ScanRules, SegmentBytes, FIRST_WAL_SEQ,
 };
 pub use slot::{SlotFile, SlotRecord};
-pub use storage::{MemStorage, Pipeline, Storage, BLOCK};
+pub use storage::{Completion, MemStorage, Pipeline, Storage, BLOCK};
 pub use store::{open_backend, open_store, Backend, Store, StoreOptions};
 pub use uring::UringStorage;
 pub use writer::{PlannedWrite, Recovered, RecoveredFrame, Wal, WalError, WalOptions};

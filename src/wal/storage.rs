@@ -59,7 +59,15 @@ pub trait Pipeline {
     ) -> io::Result<()>;
     /// Waits for `wake` unless a started write has completed already;
     /// returns the writes completed since the last call, with their results.
-    fn wait(&mut self, wake: &Notify) -> Vec<(u64, io::Result<()>)>;
+    fn wait(&mut self, wake: &Notify) -> Vec<Completion>;
+}
+
+/// A write that left the pipeline: its id, how it ended, and its buffer
+/// back for the next write (a fresh buffer costs page faults per block).
+pub struct Completion {
+    pub id: u64,
+    pub result: io::Result<()>,
+    pub buffer: AlignedVec<BLOCK>,
 }
 
 impl<S: Storage + ?Sized> Storage for Box<S> {

@@ -4,7 +4,7 @@
 //! go through the plain file backend.
 
 use super::file::{open_for_writes, FileStorage};
-use super::storage::{Pipeline, Storage, BLOCK};
+use super::storage::{Completion, Pipeline, Storage, BLOCK};
 use rkyv::util::AlignedVec;
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -14,8 +14,8 @@ use std::rc::Rc;
 use std::sync::Arc;
 use tokio::sync::Notify;
 
-/// Writes completed in the ring and not yet collected: (id, result).
-type Completions = Rc<RefCell<Vec<(u64, io::Result<()>)>>>;
+/// Writes completed in the ring and not yet collected.
+type Completions = Rc<RefCell<Vec<Completion>>>;
 
 /// A block-aligned buffer handed to the kernel for one write.
 struct Blocks(AlignedVec<BLOCK>);
@@ -171,19 +171,20 @@ impl Pipeline for UringStorage {
         // in `wait`, which the writer calls right after starting writes.
         self.runtime.block_on(async move {
             tokio_uring::spawn(async move {
-                let (written, _) = file.write_all_at(Blocks(bytes), offset as u64).await;
+                let (written, Blocks(buffer)) =
+                    file.write_all_at(Blocks(bytes), offset as u64).await;
                 let result = match written {
                     Ok(()) if sync => file.sync_data().await,
                     other => other,
                 };
-                done.borrow_mut().push((id, result));
+                done.borrow_mut().push(Completion { id, result, buffer });
                 wake.notify_one();
             });
         });
         Ok(())
     }
 
-    fn wait(&mut self, wake: &Notify) -> Vec<(u64, io::Result<()>)> {
+    fn wait(&mut self, wake: &Notify) -> Vec<Completion> {
         if self.completions.borrow().is_empty() {
             self.runtime.block_on(wake.notified());
         }

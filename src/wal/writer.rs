@@ -171,7 +171,14 @@ pub struct Wal<S: Storage> {
     next_write: u64,
     /// The write that last wrote the block holding `offset`.
     tail_write: Option<u64>,
+    /// Write buffers back from completed writes, for the next ones.
+    buffers: Vec<AlignedVec<BLOCK>>,
 }
+
+/// Write buffers kept for reuse, at most, and the largest one kept: a
+/// buffer reused costs no page faults, one kept costs memory while idle.
+pub const WRITE_BUFFERS_KEPT: usize = 8;
+pub const WRITE_BUFFER_KEPT_MAX: usize = 8 << 20;
 
 impl<S: Storage> Wal<S> {
     /// Recovers the WAL from `storage`: every valid frame, in order, and a
@@ -238,6 +245,7 @@ impl<S: Storage> Wal<S> {
             in_flight: BTreeMap::new(),
             next_write: 0,
             tail_write: None,
+            buffers: Vec::new(),
         };
         let recovered = Recovered {
             frames,
@@ -280,9 +288,46 @@ impl<S: Storage> Wal<S> {
             let result = self
                 .storage
                 .write_durable(write.segment, write.offset, &write.bytes);
+            self.recycle(write.bytes);
             self.completed(write.id, result)?;
         }
         Ok(first)
+    }
+
+    /// Takes back the buffer of a write that is over, for a later write.
+    pub fn recycle(&mut self, mut buffer: AlignedVec<BLOCK>) {
+        if buffer.capacity() > WRITE_BUFFER_KEPT_MAX {
+            return;
+        }
+        buffer.clear();
+        if self.buffers.len() == WRITE_BUFFERS_KEPT {
+            // The smallest goes: the largest serve every batch.
+            let smallest = (0..self.buffers.len())
+                .min_by_key(|&i| self.buffers[i].capacity())
+                .expect("kept buffers");
+            if self.buffers[smallest].capacity() >= buffer.capacity() {
+                return;
+            }
+            self.buffers.swap_remove(smallest);
+        }
+        self.buffers.push(buffer);
+    }
+
+    /// An empty write buffer with room for `capacity` bytes: the smallest
+    /// kept one that is large enough, else a new one (growing a kept one
+    /// would copy its old bytes for nothing).
+    fn write_buffer(&mut self, capacity: usize) -> AlignedVec<BLOCK> {
+        let fits = (0..self.buffers.len())
+            .filter(|&i| self.buffers[i].capacity() >= capacity)
+            .min_by_key(|&i| self.buffers[i].capacity());
+        match fits {
+            Some(i) => {
+                let buffer = self.buffers.swap_remove(i);
+                debug_assert!(buffer.is_empty());
+                buffer
+            }
+            None => AlignedVec::with_capacity(capacity),
+        }
     }
 
     /// Lays `frames` out in the segments as `append` does, but leaves the
@@ -407,7 +452,7 @@ impl<S: Storage> Wal<S> {
         let durable_upto = self.durable_mark();
         let total: usize = frames.iter().map(|f| f.len()).sum();
         let capacity = (self.tail.len() + total).next_multiple_of(BLOCK);
-        let mut batch = AlignedVec::<BLOCK>::with_capacity(capacity);
+        let mut batch = self.write_buffer(capacity);
         batch.extend_from_slice(&self.tail);
         let mut batch_start = self.offset / BLOCK * BLOCK;
         let mut writes = Vec::new();
@@ -423,7 +468,7 @@ impl<S: Storage> Wal<S> {
             if self.offset + len > self.options.segment_size {
                 // It does not fit: what is gathered goes to this segment,
                 // the frame starts the next one.
-                let gathered = std::mem::take(&mut batch);
+                let gathered = std::mem::replace(&mut batch, self.write_buffer(capacity));
                 writes.extend(self.cut_write(batch_start, gathered, write_first));
                 write_first = self.next_seq;
                 self.next_segment()?;
@@ -546,6 +591,27 @@ mod tests {
             incarnation: 1,
             rules: Default::default(),
         }
+    }
+
+    #[test]
+    fn write_buffers_are_kept_largest_first_and_handed_out_smallest_fitting() {
+        let (mut wal, _) = Wal::open(MemStorage::default(), options()).unwrap();
+        for blocks in 1..=WRITE_BUFFERS_KEPT + 4 {
+            wal.recycle(AlignedVec::with_capacity(blocks * BLOCK));
+        }
+        wal.recycle(AlignedVec::with_capacity(WRITE_BUFFER_KEPT_MAX + BLOCK));
+        assert_eq!(wal.buffers.len(), WRITE_BUFFERS_KEPT);
+        let smallest = wal.buffers.iter().map(|b| b.capacity()).min().unwrap();
+        assert!(smallest >= 5 * BLOCK, "the smallest went first");
+        assert!(wal
+            .buffers
+            .iter()
+            .all(|b| b.capacity() <= WRITE_BUFFER_KEPT_MAX));
+        let fits = wal.write_buffer(6 * BLOCK + 1);
+        assert!(fits.capacity() > 6 * BLOCK && fits.capacity() < 8 * BLOCK);
+        let fresh = wal.write_buffer(100 * BLOCK);
+        assert!(fresh.capacity() >= 100 * BLOCK);
+        assert_eq!(wal.buffers.len(), WRITE_BUFFERS_KEPT - 1);
     }
 
     #[test]
