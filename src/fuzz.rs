@@ -18,27 +18,38 @@ pub const FUZZ_SEGMENT_SIZE: usize = 4 * BLOCK;
 /// Segments one input fills, at most.
 pub const FUZZ_SEGMENTS_MAX: usize = 4;
 
-/// A replica's inbound byte stream: frames read as `FrameReader` reads a
-/// socket; every message frame that validates must decode, and encode back
-/// to a frame that decodes to the same message.
+/// A replica's inbound byte stream, read as a connection is: a greeting
+/// frame, then messages (a forward's records as the batch frame before it).
+/// Every message that validates must encode back to a frame that decodes to
+/// the same message, and a forward's batch must hold exactly its records.
 pub fn wire_stream(bytes: &[u8]) {
     let mut reader = FrameReader::new(bytes);
+    match ready(reader.next()) {
+        Ok(greeting) => drop(greeting.hello()),
+        Err(_) => return,
+    }
+    while let Ok(received) = ready(reader.next_message()) {
+        assert_round_trip(&received.msg);
+        if let (Some(batch), Message::Forward(forward)) = (&received.batch, &received.msg) {
+            let frame = Frame::decode(batch).expect("a received batch frame decodes again");
+            let held: crate::frame::RecordBatch =
+                rkyv::deserialize::<_, rkyv::rancor::BoxedError>(frame.batch().expect("a batch"))
+                    .expect("a received batch deserializes again");
+            assert_eq!(
+                held.records, forward.records,
+                "the batch is the forward's records"
+            );
+        }
+    }
+}
+
+/// Polls a future over a byte slice, which is always ready.
+fn ready<F: Future>(future: F) -> F::Output {
     let waker = Waker::noop();
     let mut cx = Context::from_waker(waker);
-    loop {
-        let mut next = pin!(reader.next());
-        let frame = match next.as_mut().poll(&mut cx) {
-            Poll::Ready(Ok(frame)) => frame,
-            Poll::Ready(Err(_)) => return,
-            Poll::Pending => unreachable!("a byte slice is always ready"),
-        };
-        if frame.header.kind != FrameKind::Message {
-            let _ = frame.hello();
-            continue;
-        }
-        if let Ok(msg) = decode_message(&frame) {
-            assert_round_trip(&msg);
-        }
+    match pin!(future).poll(&mut cx) {
+        Poll::Ready(output) => output,
+        Poll::Pending => unreachable!("a byte slice is always ready"),
     }
 }
 
@@ -284,6 +295,15 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
     .to_vec();
     for msg in &messages {
         wire.extend_from_slice(&encode_message(msg).expect("a message encodes"));
+    }
+    // A forward as a leader sends it: its records' batch frame, then it.
+    if let Message::Forward(forward) = &messages[0] {
+        let batch = crate::frame::encode(&crate::frame::RecordBatch {
+            records: forward.records.clone(),
+        })
+        .expect("a batch encodes");
+        let unit = crate::transport::encode_forward(forward, &batch).expect("a forward encodes");
+        wire.extend_from_slice(&unit);
     }
 
     let resp =

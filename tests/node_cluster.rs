@@ -80,6 +80,50 @@ fn wait_converged(cluster: &LocalCluster, ids: &[NodeId], timeout: Duration) -> 
     false
 }
 
+/// A batch of records is encoded once: the leader's WAL and its followers
+/// get the same frame, and a follower appends the frame it received.
+#[test]
+fn record_batches_are_encoded_once_and_appended_as_received() {
+    let dir = tempfile::tempdir().unwrap();
+    let cluster = LocalCluster::start(3, dir.path(), fast).unwrap();
+    settle(&cluster);
+    for i in 0..100 {
+        propose(
+            &cluster,
+            set(&format!("k{i}"), "v"),
+            Duration::from_secs(10),
+        )
+        .unwrap();
+    }
+    let leader = cluster.wait_leader(Duration::from_secs(10)).unwrap();
+    assert!(wait_converged(
+        &cluster,
+        &[1, 2, 3],
+        Duration::from_secs(10)
+    ));
+    let m = cluster.node(leader).unwrap().metrics();
+    eprintln!(
+        "leader: {} encoded, {} reused",
+        m.batches_encoded, m.batches_reused
+    );
+    assert!(
+        m.batches_reused >= m.batches_encoded,
+        "each batch the leader encoded went to its WAL and its followers: {m:?}"
+    );
+    for id in (1..=3).filter(|&id| id != leader) {
+        let f = cluster.node(id).unwrap().metrics();
+        eprintln!(
+            "node {id}: {} from the wire, {} encoded",
+            f.batches_from_wire, f.batches_encoded
+        );
+        assert!(
+            f.batches_from_wire >= 100 && f.batches_from_wire > 10 * f.batches_encoded,
+            "node {id} appended the frames it received: {f:?}"
+        );
+    }
+    cluster.shutdown().unwrap();
+}
+
 #[test]
 fn acknowledged_writes_survive_the_leader_and_a_restarted_node_catches_up() {
     let dir = tempfile::tempdir().unwrap();

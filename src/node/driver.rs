@@ -3,12 +3,13 @@
 //! into `Input`s, and carries out the `Output`s: frames to peers, one WAL
 //! submission per loop turn, slot writes, apply jobs, replies.
 
+use super::batches::{BatchFrames, Origin};
 use super::metrics::Metrics;
 use super::{NodeError, Request, Shared};
 use crate::apply::{self, Applied, ApplyJob, ApplyPool, Classifier, StateMachine};
 use crate::core::{Input, Nanos, Output, ProposalId, Replica, WriteId};
 use crate::ids::{LeaderId, NodeId};
-use crate::transport::{encode_message, Inbound, PeerSender};
+use crate::transport::{encode_forward, encode_message, Inbound, PeerSender};
 use crate::wal::slot::SlotRecord;
 use crate::wal::{entry, GroupWal, SlotFile, WalError};
 use rkyv::util::AlignedVec;
@@ -47,6 +48,8 @@ pub(super) struct Driver<S: StateMachine> {
     pub inbox: Vec<Input>,
     pub wal_frames: Vec<AlignedVec>,
     pub wal_upto: Option<WriteId>,
+    /// This turn's record batch frames, shared by the WAL and the wire.
+    pub batches: BatchFrames,
     pub was_leader: bool,
     /// Vote, role and known leader when last published, to log changes.
     pub role_seen: Option<(LeaderId, &'static str, Option<LeaderId>)>,
@@ -137,6 +140,7 @@ impl<S: StateMachine> Driver<S> {
             let now = self.now();
             self.inbox.push(Input::Tick { now });
             self.process();
+            self.batches.clear();
             self.flush_wal()?;
             self.publish();
         }
@@ -190,12 +194,16 @@ impl<S: StateMachine> Driver<S> {
                 });
             }
             Output::AppendWal { id, entry } => {
-                if let crate::core::WalEntry::Records { records, .. } = &entry {
-                    let n = records.len() as u64;
-                    self.metrics.records_written.fetch_add(n, Ordering::Relaxed);
-                    Metrics::record(&self.metrics.batch_records, n);
-                }
-                match entry::encode(&entry) {
+                let frame = match &entry {
+                    crate::core::WalEntry::Records { records, .. } => {
+                        let n = records.len() as u64;
+                        self.metrics.records_written.fetch_add(n, Ordering::Relaxed);
+                        Metrics::record(&self.metrics.batch_records, n);
+                        self.batch_frame(records).map(|(frame, _)| frame.clone())
+                    }
+                    other => entry::encode(other),
+                };
+                match frame {
                     Ok(frame) => {
                         self.wal_frames.push(frame);
                         debug_assert!(self.wal_upto.is_none_or(|u| u == id));
@@ -232,19 +240,43 @@ impl<S: StateMachine> Driver<S> {
     }
 
     fn send(&mut self, to: NodeId, msg: &crate::core::Message) {
-        let Some(queue) = self.peers.get(&to) else {
+        if !self.peers.contains_key(&to) {
             return; // not a peer this node knows an address for
+        }
+        let encoded = match msg {
+            // The records go as their batch frame, the bytes the WAL is given.
+            crate::core::Message::Forward(forward) if !forward.records.is_empty() => self
+                .batch_frame(&forward.records)
+                .map_err(crate::transport::WireError::Encode)
+                .and_then(|(batch, _)| encode_forward(forward, batch)),
+            _ => encode_message(msg),
         };
-        let frame = match encode_message(msg) {
+        let frame = match encoded {
             Ok(frame) => frame,
             Err(e) => {
                 tracing::error!("node {}: {e}; message to {to} dropped", self.shared.id);
                 return;
             }
         };
-        if queue.try_send(frame) {
+        if self.peers[&to].try_send(frame) {
             self.metrics.sent_by_kind[msg.kind_index()].fetch_add(1, Ordering::Relaxed);
         }
+    }
+
+    /// The batch frame of `records` for this turn: received with a forward,
+    /// made for an earlier use this turn, or encoded now.
+    fn batch_frame(
+        &mut self,
+        records: &[crate::frame::Record],
+    ) -> Result<(&AlignedVec, Origin), crate::frame::FrameError> {
+        let (frame, origin) = self.batches.frame_for(records)?;
+        let counter = match origin {
+            Origin::Wire => &self.metrics.batches_from_wire,
+            Origin::Kept => &self.metrics.batches_reused,
+            Origin::Encoded => &self.metrics.batches_encoded,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        Ok((frame, origin))
     }
 
     /// One WAL submission for everything this turn appended, in order.
@@ -316,6 +348,10 @@ impl<S: StateMachine> Driver<S> {
             .messages_received
             .fetch_add(1, Ordering::Relaxed);
         self.metrics.received_by_kind[inbound.msg.kind_index()].fetch_add(1, Ordering::Relaxed);
+        if let (Some(batch), crate::core::Message::Forward(forward)) = (inbound.batch, &inbound.msg)
+        {
+            self.batches.received(&forward.records, batch);
+        }
         self.inbox.push(Input::Receive {
             from: inbound.from,
             msg: inbound.msg,

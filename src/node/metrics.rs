@@ -15,6 +15,12 @@ pub struct Metrics {
     pub wal_bytes: AtomicU64,
     /// Records in the leader's batches.
     pub records_written: AtomicU64,
+    /// Record batch frames encoded; used again in the same turn (the WAL
+    /// and each follower share one encoding); appended as received from the
+    /// leader.
+    pub batches_encoded: AtomicU64,
+    pub batches_reused: AtomicU64,
+    pub batches_from_wire: AtomicU64,
     pub applied: AtomicU64,
     pub messages_received: AtomicU64,
     /// Messages received and handed to the peer links, per kind
@@ -43,6 +49,9 @@ impl Default for Metrics {
             wal_frames: AtomicU64::new(0),
             wal_bytes: AtomicU64::new(0),
             records_written: AtomicU64::new(0),
+            batches_encoded: AtomicU64::new(0),
+            batches_reused: AtomicU64::new(0),
+            batches_from_wire: AtomicU64::new(0),
             applied: AtomicU64::new(0),
             messages_received: AtomicU64::new(0),
             received_by_kind: Default::default(),
@@ -71,6 +80,9 @@ pub struct MetricsSnapshot {
     pub wal_frames: u64,
     pub wal_bytes: u64,
     pub records_written: u64,
+    pub batches_encoded: u64,
+    pub batches_reused: u64,
+    pub batches_from_wire: u64,
     pub applied: u64,
     pub messages_received: u64,
     pub messages_sent: u64,
@@ -119,6 +131,9 @@ impl Metrics {
             wal_frames: load(&self.wal_frames),
             wal_bytes: load(&self.wal_bytes),
             records_written: load(&self.records_written),
+            batches_encoded: load(&self.batches_encoded),
+            batches_reused: load(&self.batches_reused),
+            batches_from_wire: load(&self.batches_from_wire),
             applied: load(&self.applied),
             messages_received: load(&self.messages_received),
             received_by_kind: self.received_by_kind.each_ref().map(load),

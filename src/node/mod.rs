@@ -7,6 +7,7 @@
 //! by a worker pool. Proposals and reads come in through a bounded queue: a
 //! caller waits when the node is saturated.
 
+mod batches;
 mod config;
 mod driver;
 mod local;
@@ -201,6 +202,7 @@ impl Node {
             next_id: 1,
             inbox: Vec::new(),
             wal_frames: Vec::new(),
+            batches: Default::default(),
             wal_upto: None,
             was_leader: false,
             role_seen: None,

@@ -1,9 +1,10 @@
 //! The receiving side: a connection is accepted, its `Hello` checked, then
 //! every frame validated and handed to the node as a message.
 
-use super::wire::{decode_message, FrameReader, WireError};
+use super::wire::{FrameReader, Received, WireError};
 use crate::core::Message;
 use crate::ids::NodeId;
+use rkyv::util::AlignedVec;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::net::TcpStream;
@@ -12,10 +13,11 @@ use tokio::sync::mpsc::Sender;
 /// A connection that has not greeted by then is closed.
 pub const HELLO_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// A message received from a peer.
+/// A message received from a peer, with a forward's record batch frame.
 pub struct Inbound {
     pub from: NodeId,
     pub msg: Message,
+    pub batch: Option<AlignedVec>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -58,15 +60,15 @@ pub async fn serve_connection(
         }
     };
     loop {
-        let msg = match reader.next().await.and_then(|f| decode_message(&f)) {
-            Ok(msg) => msg,
+        let Received { msg, batch } = match reader.next_message().await {
+            Ok(received) => received,
             Err(WireError::Closed) => return,
             Err(e) => {
                 tracing::warn!("node {me}: closing the link from node {from} ({addr}): {e}");
                 return;
             }
         };
-        if inbound.send(Inbound { from, msg }).await.is_err() {
+        if inbound.send(Inbound { from, msg, batch }).await.is_err() {
             return; // the node stopped
         }
     }

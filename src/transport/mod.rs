@@ -4,6 +4,8 @@
 //!
 //! Every message is a checksummed frame (`frame::FrameKind::Message`), the
 //! first frame on a connection a `Hello` naming the cluster and both ends.
+//! A forward's records travel as the record batch frame the leader wrote to
+//! its WAL, right before the forward: the follower appends those bytes.
 //! Anything that does not validate closes the connection with a logged
 //! reason; the protocol resends what was lost.
 
@@ -16,4 +18,7 @@ pub use peer::{
     peer_queue, run_peer, PeerSender, PeerStats, BACKOFF_MAX, BACKOFF_MIN, PEER_QUEUE_BYTES_MAX,
     PEER_QUEUE_MAX,
 };
-pub use wire::{decode_message, encode_message, FrameReader, WireError, WIRE_FRAME_MAX};
+pub use wire::{
+    decode_message, encode_forward, encode_message, FrameReader, Received, WireError,
+    WIRE_FRAME_MAX,
+};

@@ -1,7 +1,9 @@
 //! Frames on a byte stream: reading them whole, in place and aligned.
 
-use crate::core::Message;
-use crate::frame::{self, Frame, FrameError, FrameHeader, FRAME_ALIGN, HEADER_LEN};
+use crate::core::{LogForward, Message};
+use crate::frame::{
+    self, Frame, FrameError, FrameHeader, FrameKind, Record, FRAME_ALIGN, HEADER_LEN,
+};
 use rkyv::rancor;
 use rkyv::util::AlignedVec;
 use tokio::io::{AsyncRead, AsyncReadExt};
@@ -26,11 +28,41 @@ pub enum WireError {
     TooLarge(usize),
     #[error("cannot encode a message: {0}")]
     Encode(FrameError),
+    #[error("a record batch not followed by a forward without records")]
+    StrayBatch,
+}
+
+/// A message as a peer sent it. A forward's records come as the record
+/// batch frame the leader wrote to its own WAL, kept here whole (WAL fields
+/// zero) for the follower to append as it is.
+#[derive(Debug)]
+pub struct Received {
+    pub msg: Message,
+    pub batch: Option<AlignedVec>,
 }
 
 /// Encodes `msg` as one frame.
 pub fn encode_message(msg: &Message) -> Result<AlignedVec, WireError> {
     frame::encode(msg).map_err(WireError::Encode)
+}
+
+/// Encodes `forward` as one unit for a peer's queue: `batch`, the frame of
+/// its records exactly as the WAL is given it, then the forward without
+/// its records. Queued and sent whole, so the batch always arrives right
+/// before the forward it belongs to.
+pub fn encode_forward(forward: &LogForward, batch: &[u8]) -> Result<AlignedVec, WireError> {
+    let head = Message::Forward(LogForward {
+        leader: forward.leader,
+        seq: forward.seq,
+        base: forward.base.clone(),
+        records: Vec::new(),
+        committed: forward.committed.clone(),
+        transfer_to: forward.transfer_to,
+    });
+    let mut unit = AlignedVec::with_capacity(batch.len() + 256);
+    unit.extend_from_slice(batch);
+    frame::encode_into(&head, &mut unit).map_err(WireError::Encode)?;
+    Ok(unit)
 }
 
 /// Reads whole frames from a stream into one aligned buffer. Frames are
@@ -70,6 +102,36 @@ impl<R: AsyncRead + Unpin> FrameReader<R> {
         let at = self.start;
         self.start += len;
         Ok(Frame::decode(&self.buf[at..at + len])?)
+    }
+
+    /// The next message: a frame of one, or a record batch and the forward
+    /// it belongs to (`encode_forward`).
+    pub async fn next_message(&mut self) -> Result<Received, WireError> {
+        let frame = self.next().await?;
+        if frame.header.kind != FrameKind::RecordBatch {
+            let msg = decode_message(&frame)?;
+            return Ok(Received { msg, batch: None });
+        }
+        let batch: crate::frame::RecordBatch =
+            rkyv::deserialize::<_, rancor::BoxedError>(frame.batch()?).map_err(|e| {
+                WireError::Frame(FrameError::InvalidPayload {
+                    kind: FrameKind::RecordBatch,
+                    reason: e.to_string(),
+                })
+            })?;
+        let records: Vec<Record> = batch.records;
+        let mut batch = AlignedVec::with_capacity(frame.bytes.len());
+        batch.extend_from_slice(frame.bytes);
+        match decode_message(&self.next().await?)? {
+            Message::Forward(mut forward) if forward.records.is_empty() => {
+                forward.records = records;
+                Ok(Received {
+                    msg: Message::Forward(forward),
+                    batch: Some(batch),
+                })
+            }
+            _ => Err(WireError::StrayBatch),
+        }
     }
 
     /// The length of the frame at `start`, once its header is in.
@@ -156,6 +218,88 @@ mod tests {
             assert!(matches!(reader.next().await, Err(WireError::Closed)));
             writer.await.unwrap();
         }
+    }
+
+    fn forward(records: Vec<Record>) -> LogForward {
+        LogForward {
+            leader: LeaderId::new(2, 1),
+            seq: 9,
+            base: None,
+            records,
+            committed: TailBitmap::prefix(3),
+            transfer_to: None,
+        }
+    }
+
+    fn batch_of(records: &[Record]) -> AlignedVec {
+        frame::encode(&crate::frame::RecordBatch {
+            records: records.to_vec(),
+        })
+        .unwrap()
+    }
+
+    fn records(n: u64) -> Vec<Record> {
+        (0..n)
+            .map(|lsn| Record {
+                author: LeaderId::new(2, 1),
+                lsn,
+                cmd: vec![7; 30 + lsn as usize],
+                deps: (0..lsn).collect(),
+            })
+            .collect()
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_forward_arrives_with_its_batch_frame_as_sent() {
+        let rs = records(5);
+        let batch = batch_of(&rs);
+        let mut bytes = encode_message(&message(1)).unwrap().to_vec();
+        bytes.extend_from_slice(&encode_forward(&forward(rs.clone()), &batch).unwrap());
+        bytes.extend_from_slice(&encode_message(&message(2)).unwrap());
+        for chunk in [1, 7, 48, 4096] {
+            let (mut tx, rx) = tokio::io::duplex(chunk);
+            let data = bytes.clone();
+            let writer = tokio::spawn(async move {
+                use tokio::io::AsyncWriteExt;
+                tx.write_all(&data).await.unwrap();
+            });
+            let mut reader = FrameReader::new(rx);
+            let first = reader.next_message().await.unwrap();
+            assert_eq!((first.msg, first.batch.is_none()), (message(1), true));
+            let fwd = reader.next_message().await.unwrap();
+            assert_eq!(fwd.msg, Message::Forward(forward(rs.clone())));
+            assert_eq!(
+                fwd.batch.unwrap().as_slice(),
+                batch.as_slice(),
+                "the bytes sent"
+            );
+            assert_eq!(reader.next_message().await.unwrap().msg, message(2));
+            assert!(matches!(
+                reader.next_message().await,
+                Err(WireError::Closed)
+            ));
+            writer.await.unwrap();
+        }
+    }
+
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_batch_not_followed_by_a_bare_forward_is_refused() {
+        let rs = records(2);
+        let batch = batch_of(&rs);
+        let mut before_other = batch.to_vec();
+        before_other.extend_from_slice(&encode_message(&message(1)).unwrap());
+        let mut before_full = batch.to_vec();
+        before_full.extend_from_slice(&encode_message(&Message::Forward(forward(rs))).unwrap());
+        for bytes in [before_other, before_full] {
+            let mut reader = FrameReader::new(&bytes[..]);
+            let got = reader.next_message().await;
+            assert!(matches!(got, Err(WireError::StrayBatch)), "{got:?}");
+        }
+        let mut reader = FrameReader::new(&batch[..]);
+        assert!(matches!(
+            reader.next_message().await,
+            Err(WireError::Closed)
+        ));
     }
 
     #[tokio::test(flavor = "current_thread")]
