@@ -9,7 +9,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${TRAFT_FUZZ_SECS:-600}"
 targets=("$@")
-[ ${#targets[@]} -gt 0 ] || targets=(wire_stream wire_payload resp_stream wal_segments wal_payloads)
+[ ${#targets[@]} -gt 0 ] || targets=(wire_stream wire_payload resp_stream wal_segments wal_payloads snapshot_file)
 command -v cargo-fuzz >/dev/null 2>&1 || cargo install cargo-fuzz --locked
 cargo run --quiet --example fuzz_seeds >/dev/null
 for t in "${targets[@]}"; do

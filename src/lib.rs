@@ -12,6 +12,7 @@ pub mod linearizability;
 pub mod node;
 pub mod resp;
 pub mod sim;
+pub mod snapshot;
 pub mod transport;
 pub mod wal;
 

@@ -24,6 +24,9 @@ enum Command {
     /// Inspect a WAL directory.
     #[command(subcommand)]
     Wal(cli::wal::WalCommand),
+    /// Inspect a snapshot file.
+    #[command(subcommand)]
+    Snapshot(cli::snapshot::SnapshotCommand),
 }
 
 #[derive(clap::Args)]
@@ -89,6 +92,7 @@ fn main() -> Result<()> {
         Command::Serve(args) => cli::serve::run(args),
         Command::Sim(args) => sim(args),
         Command::Wal(command) => cli::wal::run(command),
+        Command::Snapshot(command) => cli::snapshot::run(command),
     }
 }
 

@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod floor;
 pub mod serve;
+pub mod snapshot;
 pub mod wal;
 pub mod wal_bench;
 
