@@ -123,7 +123,7 @@ pub fn resp_stream(bytes: &[u8]) {
                 reply.write_to(&mut out);
                 continue;
             }
-            Request::Info => continue,
+            Request::Info | Request::Save => continue,
         };
         let encoded = command.encode();
         assert_eq!(

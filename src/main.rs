@@ -63,6 +63,10 @@ struct SimArgs {
     /// Simulated seconds after the faults, in which liveness must show.
     #[arg(long, default_value_t = 3.0)]
     quiet_secs: f64,
+    /// Ask a random replica for a snapshot cut about this often (simulated
+    /// milliseconds; 0: never); every cut is checked.
+    #[arg(long, default_value_t = 0)]
+    snapshot_ms: u64,
 }
 
 fn main() -> Result<()> {
@@ -198,12 +202,13 @@ fn sim(args: SimArgs) -> Result<()> {
     }
     let started = std::time::Instant::now();
     let (mut steps, mut chosen, mut crashes) = (0u64, 0usize, 0u64);
-    let (mut reads, mut transfers) = (0u64, 0u64);
+    let (mut reads, mut transfers, mut cuts) = (0u64, 0u64, 0u64);
     for seed in args.start..args.start + args.seeds {
         let mut cfg = SimConfig::new(args.replicas, seed);
         cfg.strict = args.strict;
         cfg.fault_time = (args.fault_secs * 1e9) as u64;
         cfg.quiet_time = (args.quiet_secs * 1e9) as u64;
+        cfg.snapshot_every = args.snapshot_ms * 1_000_000;
         if args.no_faults {
             cfg.faults = Faults::none();
         }
@@ -217,6 +222,7 @@ fn sim(args: SimArgs) -> Result<()> {
                 crashes += report.crashes;
                 reads += report.reads_ok;
                 transfers += report.transfers;
+                cuts += report.snapshots;
             }
             Err(failure) => {
                 println!("{failure}");
@@ -225,7 +231,7 @@ fn sim(args: SimArgs) -> Result<()> {
         }
     }
     println!(
-        "{} seeds from {} with {} replicas: no violations ({} steps, {} chosen LSNs, {} reads served, {} crashes, {} transfers asked, {:.1} s)",
+        "{} seeds from {} with {} replicas: no violations ({} steps, {} chosen LSNs, {} reads served, {} crashes, {} transfers asked, {} snapshot cuts, {:.1} s)",
         args.seeds,
         args.start,
         args.replicas,
@@ -234,6 +240,7 @@ fn sim(args: SimArgs) -> Result<()> {
         reads,
         crashes,
         transfers,
+        cuts,
         started.elapsed().as_secs_f64()
     );
     Ok(())

@@ -68,6 +68,18 @@ fn a_killed_leader_loses_no_acknowledged_write_and_comes_back() {
             Value::Bulk(None),
         ])
     );
+    // The caught-up follower saves its state: 150 keys, the counter and the
+    // start-up write.
+    assert_eq!(back.call(&["SAVE"]), Value::Simple("OK".into()));
+    let file = cluster.data_dirs[first - 1].join("snapshot.snap");
+    let check = std::process::Command::new(env!("CARGO_BIN_EXE_traft"))
+        .args(["snapshot", "check"])
+        .arg(&file)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&check.stdout);
+    assert!(check.status.success(), "{stdout}");
+    assert!(stdout.contains("entries: 152 "), "{stdout}");
 }
 
 #[test]

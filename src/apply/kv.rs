@@ -315,24 +315,6 @@ impl KvStore {
         all
     }
 
-    /// Writes the whole store as a snapshot at `applied` under `config`
-    /// (DESIGN.md §3.7): the caller guarantees no apply runs meanwhile, so
-    /// the file is the state at exactly that applied set.
-    pub fn write_snapshot(
-        &self,
-        path: &std::path::Path,
-        applied: &crate::TailBitmap,
-        config: &crate::core::Config,
-    ) -> Result<(), crate::snapshot::SnapshotError> {
-        let all = self.dump();
-        crate::snapshot::write_file(
-            path,
-            applied,
-            config,
-            all.iter().map(|(k, v)| (k.as_slice(), v.as_slice())),
-        )
-    }
-
     /// A store holding exactly a snapshot's entries.
     pub fn from_snapshot(snapshot: &crate::snapshot::Snapshot) -> KvStore {
         let store = KvStore::default();
@@ -426,6 +408,21 @@ impl StateMachine for KvStore {
         }
         .encode()
     }
+
+    fn snapshot(
+        &self,
+        path: &std::path::Path,
+        applied: &crate::TailBitmap,
+        config: &crate::core::Config,
+    ) -> Result<(), crate::snapshot::SnapshotError> {
+        let all = self.dump();
+        crate::snapshot::write_file(
+            path,
+            applied,
+            config,
+            all.iter().map(|(k, v)| (k.as_slice(), v.as_slice())),
+        )
+    }
 }
 
 #[cfg(test)]
@@ -449,7 +446,7 @@ mod tests {
         let path = dir.path().join("kv.snap");
         let applied = crate::TailBitmap::prefix(5001);
         let config = crate::core::Config::uniform(1..=3).unwrap();
-        store.write_snapshot(&path, &applied, &config).unwrap();
+        store.snapshot(&path, &applied, &config).unwrap();
         let snapshot = crate::snapshot::Snapshot::open(&path).unwrap();
         assert_eq!(snapshot.meta().applied, applied);
         assert_eq!(snapshot.meta().entries, 4999);

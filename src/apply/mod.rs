@@ -33,6 +33,21 @@ pub trait StateMachine: Send + Sync + 'static {
     /// Runs a read-only command (one whose class says `read_only`) against
     /// the current state, changing nothing.
     fn read(&self, cmd: &[u8]) -> Vec<u8>;
+
+    /// Saves the whole state to `path` as a snapshot file (DESIGN.md §3.7)
+    /// at `applied` under `config`. Called only while no command is being
+    /// applied, so the state is exactly the one at `applied`; the file must
+    /// be durable when this returns. Without an implementation, snapshots
+    /// are refused.
+    fn snapshot(
+        &self,
+        path: &std::path::Path,
+        applied: &crate::TailBitmap,
+        config: &crate::core::Config,
+    ) -> Result<(), crate::snapshot::SnapshotError> {
+        let _ = (path, applied, config);
+        Err(crate::snapshot::SnapshotError::Unsupported)
+    }
 }
 
 /// The core's view of a state machine: only its classification.

@@ -82,6 +82,18 @@ impl<C: Conflicts> Replica<C> {
     /// lacks is applied (`parked`), a read that holds it back finishes, a record
     /// it lacked arrives — or when a base replaces the log (a full rescan).
     pub(super) fn poll_apply(&mut self) {
+        if !self.snapshot_cuts.is_empty() {
+            if !self.applying.is_empty() {
+                return; // the cut waits for what is in flight; nothing new starts
+            }
+            for id in std::mem::take(&mut self.snapshot_cuts) {
+                self.out.push(Output::Snapshot {
+                    id,
+                    applied: self.applied.clone(),
+                    config: self.config.clone(),
+                });
+            }
+        }
         if self.apply.epoch != self.log_epoch {
             self.apply
                 .reset(self.log_epoch, &self.applied, &self.applying);

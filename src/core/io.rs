@@ -56,6 +56,12 @@ pub enum Input {
     Transfer {
         to: NodeId,
     },
+    /// Cut a snapshot of the state machine (DESIGN.md §3.7): answered by
+    /// `Output::Snapshot` once no apply is in flight; no record is handed
+    /// out to apply in between.
+    Snapshot {
+        id: ProposalId,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -73,6 +79,14 @@ pub enum Output {
     /// A committed record whose deps are applied: apply it, then `Applied`.
     Apply {
         record: Record,
+    },
+    /// No apply is in flight: the state machine holds exactly the state at
+    /// `applied` (a dep-closed set), under `config`. Save it before carrying
+    /// out any later output.
+    Snapshot {
+        id: ProposalId,
+        applied: TailBitmap,
+        config: super::Config,
     },
     Reply {
         id: ProposalId,

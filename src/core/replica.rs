@@ -202,6 +202,8 @@ pub struct Replica<C: Conflicts> {
     pub(super) applied: TailBitmap,
     pub(super) applying: BTreeSet<Lsn>,
     pub(super) apply: super::commit::ApplyScan,
+    /// Snapshot cuts asked for: no apply is handed out until they are cut.
+    pub(super) snapshot_cuts: Vec<ProposalId>,
 
     pub(super) max_term_seen: u64,
     /// Messages dropped because their LSNs lie beyond `LSN_REACH` of ours.
@@ -291,6 +293,7 @@ impl<C: Conflicts> Replica<C> {
             committed_written_at: 0,
             applied: TailBitmap::new(),
             applying: BTreeSet::new(),
+            snapshot_cuts: Vec::new(),
             apply: Default::default(),
             max_term_seen: 0,
             last_refusal: None,
@@ -422,6 +425,7 @@ impl<C: Conflicts> Replica<C> {
             Input::Read { id, cmd } => self.on_read(id, cmd),
             Input::ReadDone { id } => self.on_read_done(id),
             Input::Transfer { to } => self.on_transfer(to),
+            Input::Snapshot { id } => self.snapshot_cuts.push(id),
         }
         self.poll();
         std::mem::take(&mut self.out)
@@ -633,7 +637,7 @@ impl<C: Conflicts> Replica<C> {
     }
 
     /// The record this replica has (or is writing) at `lsn`.
-    pub(super) fn record_at(&self, lsn: Lsn) -> Option<&Record> {
+    pub fn record_at(&self, lsn: Lsn) -> Option<&Record> {
         self.unsynced.get(&lsn).or_else(|| self.log.get(&lsn))
     }
 

@@ -50,6 +50,9 @@ pub(super) struct Driver<S: StateMachine> {
     pub wal_upto: Option<WriteId>,
     /// This turn's record batch frames, shared by the WAL and the wire.
     pub batches: BatchFrames,
+    /// Where a snapshot cut is written, and the cuts asked for.
+    pub snapshot_path: std::path::PathBuf,
+    pub snapshots: HashMap<ProposalId, super::SnapshotAnswer>,
     pub was_leader: bool,
     /// Vote, role and known leader when last published, to log changes.
     pub role_seen: Option<(LeaderId, &'static str, Option<LeaderId>)>,
@@ -210,6 +213,26 @@ impl<S: StateMachine> Driver<S> {
                         self.wal_upto = Some(id + 1);
                     }
                     Err(e) => self.fail(format!("cannot encode WAL entry {id}: {e}")),
+                }
+            }
+            Output::Snapshot {
+                id,
+                applied,
+                config,
+            } => {
+                // No apply is in flight and none starts before this returns:
+                // the state machine holds exactly the state at `applied`.
+                let path = self.snapshot_path.clone();
+                let result = self
+                    .sm
+                    .snapshot(&path, &applied, &config)
+                    .map(|()| super::SnapshotTaken { path, applied })
+                    .map_err(|e| NodeError::Snapshot(e.to_string()));
+                if let Err(e) = &result {
+                    tracing::warn!("node {}: {e}", self.shared.id);
+                }
+                if let Some(reply) = self.snapshots.remove(&id) {
+                    let _ = reply.send(result);
                 }
             }
             Output::Apply { record } => {
@@ -385,6 +408,10 @@ impl<S: StateMachine> Driver<S> {
                 Input::Read { id, cmd }
             }
             Request::Transfer { to } => Input::Transfer { to },
+            Request::Snapshot { reply } => {
+                self.snapshots.insert(id, reply);
+                Input::Snapshot { id }
+            }
             Request::Shutdown => unreachable!("handled by the loop"),
         };
         self.inbox.push(input);

@@ -47,6 +47,8 @@ pub enum NodeError {
     Failed(String),
     #[error("cannot start the node: {0}")]
     Start(String),
+    #[error("snapshot failed: {0}")]
+    Snapshot(String),
 }
 
 impl From<ProposeError> for NodeError {
@@ -71,8 +73,21 @@ pub(crate) enum Request {
     Propose { cmd: Vec<u8>, reply: Answer },
     Read { cmd: Vec<u8>, reply: Answer },
     Transfer { to: NodeId },
+    Snapshot { reply: SnapshotAnswer },
     Shutdown,
 }
+
+type SnapshotAnswer = oneshot::Sender<Result<SnapshotTaken, NodeError>>;
+
+/// Where a snapshot was written, and the applied set it holds.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct SnapshotTaken {
+    pub path: std::path::PathBuf,
+    pub applied: crate::TailBitmap,
+}
+
+/// The snapshot file in a node's data directory (each cut replaces it).
+pub const SNAPSHOT_FILE: &str = "snapshot.snap";
 
 /// What the node's thread publishes for handles to read.
 pub(crate) struct Shared {
@@ -203,6 +218,8 @@ impl Node {
             inbox: Vec::new(),
             wal_frames: Vec::new(),
             batches: Default::default(),
+            snapshot_path: config.data_dir.join(SNAPSHOT_FILE),
+            snapshots: HashMap::new(),
             wal_upto: None,
             was_leader: false,
             role_seen: None,
@@ -281,6 +298,25 @@ impl Node {
         let (reply, answer) = oneshot::channel();
         self.requests
             .blocking_send(Request::Read { cmd, reply })
+            .map_err(|_| self.stopped())?;
+        answer.blocking_recv().map_err(|_| self.stopped())?
+    }
+
+    /// Saves this replica's state machine as a snapshot file in its data
+    /// directory (`SNAPSHOT_FILE`), cut where no apply is in flight: the
+    /// state at exactly the applied set returned. Any replica can, leader or
+    /// not. The node's loop waits while the state machine writes it.
+    pub async fn snapshot(&self) -> Result<SnapshotTaken, NodeError> {
+        let (reply, answer) = oneshot::channel();
+        self.request(Request::Snapshot { reply }).await?;
+        answer.await.map_err(|_| self.stopped())?
+    }
+
+    /// `snapshot` for callers outside any async runtime.
+    pub fn snapshot_blocking(&self) -> Result<SnapshotTaken, NodeError> {
+        let (reply, answer) = oneshot::channel();
+        self.requests
+            .blocking_send(Request::Snapshot { reply })
             .map_err(|_| self.stopped())?;
         answer.blocking_recv().map_err(|_| self.stopped())?
     }

@@ -100,6 +100,8 @@ pub enum Request {
     /// Answered at once, without the replicas.
     Answer(Reply),
     Info,
+    /// Save this replica's state as a snapshot (`Node::snapshot`).
+    Save,
     /// A command for the replicated KV store.
     Kv(KvCommand),
 }
@@ -142,13 +144,15 @@ pub fn request_of(mut args: Vec<Vec<u8>>) -> Request {
             KvCommand::MSet { pairs }
         }
         (b"INFO", _) => return Request::Info,
+        (b"SAVE", 1) => return Request::Save,
         // What redis-cli and redis-benchmark ask on connecting.
         (b"COMMAND", _) | (b"CONFIG", _) => return Answer(Reply::Array(Vec::new())),
         (b"SELECT", 2) if args[1] == b"0" => return Answer(Reply::Simple("OK")),
         (b"SELECT", 2) => return Answer(Reply::Error("ERR DB index is out of range".into())),
         (b"CLIENT", _) | (b"QUIT", _) => return Answer(Reply::Simple("OK")),
         (
-            b"PING" | b"ECHO" | b"SET" | b"GET" | b"INCR" | b"DEL" | b"MGET" | b"MSET" | b"SELECT",
+            b"PING" | b"ECHO" | b"SET" | b"GET" | b"INCR" | b"DEL" | b"MGET" | b"MSET" | b"SELECT"
+            | b"SAVE",
             _,
         ) => return Answer(wrong_args(&name)),
         _ => {
@@ -165,6 +169,12 @@ async fn execute(node: &Node, info: &ServerInfo, args: Vec<Vec<u8>>) -> Reply {
     let command = match request_of(args) {
         Request::Answer(reply) => return reply,
         Request::Info => return Reply::Bulk(Some(info_text(node, info).into_bytes())),
+        Request::Save => {
+            return match node.snapshot().await {
+                Ok(_) => Reply::Simple("OK"),
+                Err(e) => node_error(e, info),
+            }
+        }
         Request::Kv(command) => command,
     };
     let result = if command.read_only() {

@@ -11,6 +11,7 @@ use crate::core::{
     Config, Input, Message, Mutations, Nanos, Output, Params, ProposalId, Replica, Rng, WriteId,
 };
 use crate::ids::{LeaderId, NodeId};
+use crate::TailBitmap;
 use check::{Checker, Violation};
 use kv::{KvConflicts, KvOp, KvState};
 use std::collections::hash_map::DefaultHasher;
@@ -94,6 +95,10 @@ pub struct SimConfig {
     /// Election race: every replica's timer fires at this instant, and the
     /// run ends at the first established leader.
     pub race_at: Option<Nanos>,
+    /// Mean time between snapshot cuts asked of some replica (0: none).
+    /// Each cut must find no apply in flight and a state that is the serial
+    /// apply of its applied set.
+    pub snapshot_every: Nanos,
 }
 
 impl SimConfig {
@@ -109,6 +114,7 @@ impl SimConfig {
             mutations: Mutations::default(),
             strict: false,
             race_at: None,
+            snapshot_every: 0,
         }
     }
 
@@ -135,12 +141,18 @@ impl SimConfig {
                 self.quiet_time as f64 / 1e9
             );
         }
+        let snapshots = if self.snapshot_every > 0 {
+            format!(" --snapshot-ms {}", self.snapshot_every / MS)
+        } else {
+            String::new()
+        };
         format!(
-            "traft sim --replicas {} --seeds 1 --start {}{}{}",
+            "traft sim --replicas {} --seeds 1 --start {}{}{}{}",
             self.replicas,
             self.seed,
             if self.strict { " --strict" } else { "" },
-            times
+            times,
+            snapshots
         )
     }
 }
@@ -157,6 +169,8 @@ pub struct Report {
     pub partitions: u64,
     pub reads_ok: u64,
     pub transfers: u64,
+    /// Snapshot cuts made and checked.
+    pub snapshots: u64,
     /// In an election race: time from the timers firing to the first
     /// established leader.
     pub race_time: Option<Nanos>,
@@ -229,6 +243,8 @@ enum Event {
     Crash(NodeId),
     Restart(NodeId),
     Pause(NodeId),
+    /// Ask a replica for a snapshot cut.
+    Snapshot(NodeId),
     Partition,
     Heal,
     Client(usize),
@@ -389,6 +405,11 @@ impl Sim {
             let at = sim.random(2 * sim.cfg.faults.pause_every);
             let victim = sim.random_node();
             sim.schedule(at, Event::Pause(victim));
+        }
+        if sim.cfg.snapshot_every > 0 {
+            let at = sim.random(2 * sim.cfg.snapshot_every);
+            let node = sim.random_node();
+            sim.schedule(at, Event::Snapshot(node));
         }
         if sim.cfg.race_at.is_none() {
             let mark = sim.cfg.fault_time + 2 * sim.params.t_min;
@@ -619,6 +640,16 @@ impl Sim {
                 }
             }
             Event::Restart(node) => self.restart(node)?,
+            Event::Snapshot(node) => {
+                if self.nodes[&node].replica.is_some() {
+                    let id = self.next_proposal;
+                    self.next_proposal += 1;
+                    self.step(node, Input::Snapshot { id })?;
+                }
+                let next = self.now + self.random(2 * self.cfg.snapshot_every);
+                let node = self.random_node();
+                self.schedule(next, Event::Snapshot(node));
+            }
             Event::Pause(node) => {
                 if self.faults_on() {
                     let n = self.nodes.get_mut(&node).expect("node");
@@ -728,6 +759,33 @@ impl Sim {
     fn local_now(&self, node: NodeId) -> Nanos {
         let ppm = self.clock_ppm.get(&node).copied().unwrap_or(0);
         (self.now as i128 + self.now as i128 * ppm as i128 / 1_000_000) as Nanos
+    }
+
+    /// A snapshot cut: nothing in flight to apply, and the state is what
+    /// applying the cut's applied set serially, in LSN order, gives.
+    fn check_snapshot(&mut self, node: NodeId, applied: &TailBitmap) -> Result<(), Violation> {
+        let n = &self.nodes[&node];
+        if !n.applying.is_empty() {
+            return Err(format!(
+                "node {node}: snapshot cut with {} applies in flight",
+                n.applying.len()
+            ));
+        }
+        let replica = n.replica.as_ref().expect("live");
+        let mut serial = KvState::default();
+        for lsn in applied.iter() {
+            let Some(record) = replica.record_at(lsn) else {
+                return Err(format!("node {node}: applied LSN {lsn} has no record"));
+            };
+            serial.apply(&record.cmd);
+        }
+        if serial.data != n.kv.data {
+            return Err(format!(
+                "node {node}: snapshot state is not the serial apply of its applied set"
+            ));
+        }
+        self.report.snapshots += 1;
+        Ok(())
     }
 
     fn step(&mut self, node: NodeId, input: Input) -> Result<(), Violation> {
@@ -845,6 +903,7 @@ impl Sim {
                     },
                 );
             }
+            Output::Snapshot { applied, .. } => self.check_snapshot(node, &applied)?,
             Output::Apply { record } => {
                 self.checker.on_apply(node, &record)?;
                 let lsn = record.lsn;

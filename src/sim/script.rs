@@ -487,6 +487,8 @@ impl Script {
                     self.complete_wal(node, id);
                 }
             }
+            // Applies here are synchronous: a cut always finds none in flight.
+            Output::Snapshot { .. } => {}
             Output::Apply { record } => {
                 if let Err(v) = self.checker.on_apply(node, &record) {
                     self.fail(v);

@@ -72,6 +72,8 @@ pub enum SnapshotError {
     Trailing(usize),
     #[error("cannot encode a snapshot: {0}")]
     Encode(String),
+    #[error("this state machine does not take snapshots")]
+    Unsupported,
 }
 
 pub(super) fn io(op: &'static str) -> impl FnOnce(std::io::Error) -> SnapshotError {
