@@ -243,6 +243,7 @@ fn recover(storage: MemStorage) -> Option<usize> {
         slot: None,
         wal: entries,
         corrupted: recovered.corruption.is_some(),
+        snapshot: None,
     };
     let config = Config::uniform(1..=3).expect("a valid config");
     let _ = Replica::new(

@@ -203,6 +203,7 @@ fn sim(args: SimArgs) -> Result<()> {
     let started = std::time::Instant::now();
     let (mut steps, mut chosen, mut crashes) = (0u64, 0usize, 0u64);
     let (mut reads, mut transfers, mut cuts) = (0u64, 0u64, 0u64);
+    let (mut from_cut, mut refused) = (0u64, 0u64);
     for seed in args.start..args.start + args.seeds {
         let mut cfg = SimConfig::new(args.replicas, seed);
         cfg.strict = args.strict;
@@ -223,6 +224,8 @@ fn sim(args: SimArgs) -> Result<()> {
                 reads += report.reads_ok;
                 transfers += report.transfers;
                 cuts += report.snapshots;
+                from_cut += report.restarts_from_snapshot;
+                refused += report.snapshots_refused;
             }
             Err(failure) => {
                 println!("{failure}");
@@ -231,7 +234,7 @@ fn sim(args: SimArgs) -> Result<()> {
         }
     }
     println!(
-        "{} seeds from {} with {} replicas: no violations ({} steps, {} chosen LSNs, {} reads served, {} crashes, {} transfers asked, {} snapshot cuts, {:.1} s)",
+        "{} seeds from {} with {} replicas: no violations ({} steps, {} chosen LSNs, {} reads served, {} crashes, {} transfers asked, {} snapshot cuts, {} restarts from one, {} refused, {:.1} s)",
         args.seeds,
         args.start,
         args.replicas,
@@ -241,6 +244,8 @@ fn sim(args: SimArgs) -> Result<()> {
         crashes,
         transfers,
         cuts,
+        from_cut,
+        refused,
         started.elapsed().as_secs_f64()
     );
     Ok(())

@@ -337,3 +337,65 @@ fn snapshots_are_consistent_cuts_of_a_busy_state_machine() {
     }
     cluster.shutdown().unwrap();
 }
+
+/// A restarted replica's state machine starts from its snapshot and applies
+/// only what came after; a damaged snapshot is set aside and the log applied
+/// from the start. Either way it ends with the others' state.
+#[test]
+fn a_restart_starts_from_the_snapshot_or_from_the_log_if_it_is_damaged() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = LocalCluster::start(3, dir.path(), fast).unwrap();
+    settle(&cluster);
+    // SETs of distinct keys, and one counter: applied twice, it would show.
+    let write = |cluster: &LocalCluster, range: std::ops::Range<u32>, tag: &str| {
+        for i in range {
+            let cmd = set(&format!("k{i}"), &format!("{tag}{i}"));
+            propose(cluster, cmd, Duration::from_secs(10)).unwrap();
+            let incr = KvCommand::Incr { key: b"n".to_vec() }.encode();
+            propose(cluster, incr, Duration::from_secs(10)).unwrap();
+        }
+    };
+    write(&cluster, 0..200, "a");
+    assert!(wait_converged(
+        &cluster,
+        &[1, 2, 3],
+        Duration::from_secs(10)
+    ));
+    let leader = cluster.wait_leader(Duration::from_secs(10)).unwrap();
+    let follower = (1..=3).find(|&id| id != leader).unwrap();
+    let taken = cluster.node(follower).unwrap().snapshot_blocking().unwrap();
+    assert!(taken.applied.count() > 400, "{:?}", taken.applied);
+    write(&cluster, 150..300, "b");
+    cluster.stop(follower).unwrap();
+    cluster.restart(follower).unwrap();
+    assert_eq!(
+        cluster.node(follower).unwrap().restored_from(),
+        Some(&taken.applied),
+        "the state machine started from the snapshot"
+    );
+    assert!(wait_converged(
+        &cluster,
+        &[1, 2, 3],
+        Duration::from_secs(20)
+    ));
+    assert_eq!(cluster.store(follower).get(b"n"), Some(b"350".to_vec()));
+
+    // A flipped byte: the snapshot is refused, the log applied again.
+    let mut bytes = std::fs::read(&taken.path).unwrap();
+    let at = bytes.len() / 2;
+    bytes[at] ^= 0x20;
+    cluster.stop(follower).unwrap();
+    std::fs::write(&taken.path, bytes).unwrap();
+    cluster.restart(follower).unwrap();
+    assert_eq!(cluster.node(follower).unwrap().restored_from(), None);
+    write(&cluster, 300..320, "c");
+    assert!(wait_converged(
+        &cluster,
+        &[1, 2, 3],
+        Duration::from_secs(20)
+    ));
+    let dump = cluster.store(follower).dump();
+    assert_eq!(dump.len(), 322, "k0..k319, the counter and the warm-up key");
+    assert_eq!(cluster.store(follower).get(b"n"), Some(b"370".to_vec()));
+    cluster.shutdown().unwrap();
+}

@@ -54,11 +54,14 @@ fn same_seed_same_trace() {
 
 /// Snapshot cuts asked of random replicas every ~50 ms of simulated time,
 /// under every fault: each finds no apply in flight and a state equal to the
-/// serial apply of its applied set (checked in the simulator).
+/// serial apply of its applied set (checked in the simulator), and restarts
+/// start from the last cut (the state checks then cover the restore).
 #[test]
 fn snapshot_cuts_seeds() {
     let reports = run_seeds(3, 0, 200, |cfg| cfg.snapshot_every = 50_000_000)
         .unwrap_or_else(|failure| panic!("{failure}"));
     let cuts: u64 = reports.iter().map(|r| r.snapshots).sum();
+    let restored: u64 = reports.iter().map(|r| r.restarts_from_snapshot).sum();
     assert!(cuts > 20_000, "{cuts} cuts checked");
+    assert!(restored > 500, "{restored} restarts from a cut");
 }

@@ -81,6 +81,7 @@ fn durable(slot: Option<SlotState>, wal: Vec<WalEntry>) -> Durable {
         slot,
         wal,
         corrupted: false,
+        snapshot: None,
     }
 }
 

@@ -318,10 +318,14 @@ impl KvStore {
     /// A store holding exactly a snapshot's entries.
     pub fn from_snapshot(snapshot: &crate::snapshot::Snapshot) -> KvStore {
         let store = KvStore::default();
-        for (key, value) in snapshot.iter() {
-            store.shard(key).insert(key.to_vec(), value.to_vec());
-        }
+        store.load(snapshot);
         store
+    }
+
+    fn load(&self, snapshot: &crate::snapshot::Snapshot) {
+        for (key, value) in snapshot.iter() {
+            self.shard(key).insert(key.to_vec(), value.to_vec());
+        }
     }
 
     /// Runs a decoded command. Each key's shard is locked on its own: the
@@ -422,6 +426,20 @@ impl StateMachine for KvStore {
             config,
             all.iter().map(|(k, v)| (k.as_slice(), v.as_slice())),
         )
+    }
+
+    fn restore(
+        &self,
+        snapshot: &crate::snapshot::Snapshot,
+    ) -> Result<(), crate::snapshot::SnapshotError> {
+        assert!(
+            self.shards
+                .iter()
+                .all(|s| s.lock().expect("unpoisoned").is_empty()),
+            "a snapshot is restored into an empty store"
+        );
+        self.load(snapshot);
+        Ok(())
     }
 }
 

@@ -48,6 +48,16 @@ pub trait StateMachine: Send + Sync + 'static {
         let _ = (path, applied, config);
         Err(crate::snapshot::SnapshotError::Unsupported)
     }
+
+    /// Loads a snapshot this state machine wrote into its empty state, as
+    /// the node starts (before any command is applied).
+    fn restore(
+        &self,
+        snapshot: &crate::snapshot::Snapshot,
+    ) -> Result<(), crate::snapshot::SnapshotError> {
+        let _ = snapshot;
+        Err(crate::snapshot::SnapshotError::Unsupported)
+    }
 }
 
 /// The core's view of a state machine: only its classification.

@@ -26,6 +26,11 @@ pub struct Durable {
     pub wal: Vec<WalEntry>,
     /// Recovery found corruption vouched for by a later frame (DESIGN.md §4).
     pub corrupted: bool,
+    /// The applied set of a snapshot the state machine can start from
+    /// (DESIGN.md §3.7). Taken only if the log holds a record at every LSN
+    /// it covers (`Replica::from_snapshot` says whether it was); otherwise the
+    /// state machine starts empty and the log is applied again.
+    pub snapshot: Option<TailBitmap>,
 }
 
 pub(super) enum Role {
@@ -204,6 +209,8 @@ pub struct Replica<C: Conflicts> {
     pub(super) apply: super::commit::ApplyScan,
     /// Snapshot cuts asked for: no apply is handed out until they are cut.
     pub(super) snapshot_cuts: Vec<ProposalId>,
+    /// Recovery took `Durable::snapshot`: the state machine must start from it.
+    pub(super) from_snapshot: bool,
 
     pub(super) max_term_seen: u64,
     /// Messages dropped because their LSNs lie beyond `LSN_REACH` of ours.
@@ -294,6 +301,7 @@ impl<C: Conflicts> Replica<C> {
             applied: TailBitmap::new(),
             applying: BTreeSet::new(),
             snapshot_cuts: Vec::new(),
+            from_snapshot: false,
             apply: Default::default(),
             max_term_seen: 0,
             last_refusal: None,
@@ -331,6 +339,19 @@ impl<C: Conflicts> Replica<C> {
             replica.committer = replica.committer.max(replica.slot.committer);
         }
         replica.committed = replica.durable_committed.clone();
+        if let Some(applied) = durable.snapshot {
+            // Replicas do not purge yet, so every LSN a snapshot covers must
+            // have its record here. One that does not (a leader applies a
+            // record a quorum holds before its own copy is durable, cuts,
+            // crashes) is not used: its state would be ahead of the log.
+            if applied.iter().all(|lsn| replica.log.contains_key(&lsn)) {
+                // Applied LSNs were committed, and the snapshot is durable.
+                replica.durable_committed.union_with(&applied);
+                replica.committed.union_with(&applied);
+                replica.applied = applied;
+                replica.from_snapshot = true;
+            }
+        }
         // I2 across recoveries: the vote never falls below the committer.
         if !replica.mutations.vote_from_slot_alone {
             replica.vote = replica.vote.max(replica.committer);
@@ -909,6 +930,12 @@ impl<C: Conflicts> Replica<C> {
 
     pub fn applied(&self) -> &TailBitmap {
         &self.applied
+    }
+
+    /// Whether recovery took the snapshot it was offered: the runtime then
+    /// loads that snapshot into the state machine before the first step.
+    pub fn from_snapshot(&self) -> bool {
+        self.from_snapshot
     }
 
     pub fn log(&self) -> &BTreeMap<Lsn, Record> {

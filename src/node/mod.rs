@@ -125,7 +125,34 @@ pub struct Node {
     peer_stats: Vec<Arc<PeerStats>>,
     wal_writes: Arc<AtomicU64>,
     wal_waiting_for_space: Arc<AtomicBool>,
+    /// The applied set of the snapshot the state machine started from.
+    restored: Option<crate::TailBitmap>,
     thread: Option<JoinHandle<Result<(), NodeError>>>,
+}
+
+/// The snapshot in the node's data directory, if there is one this node
+/// can start from: valid, and of this cluster's config. Any other is logged
+/// and set aside (the log is then applied from the start).
+fn own_snapshot(config: &NodeConfig, voters: &Config) -> Option<crate::snapshot::Snapshot> {
+    let path = config.data_dir.join(SNAPSHOT_FILE);
+    if !path.exists() {
+        return None;
+    }
+    match crate::snapshot::Snapshot::open(&path) {
+        Ok(snapshot) if &snapshot.meta().config == voters => Some(snapshot),
+        Ok(_) => {
+            tracing::warn!(
+                "node {}: {} is of another config; not used",
+                config.id,
+                path.display()
+            );
+            None
+        }
+        Err(e) => {
+            tracing::error!("node {}: {}: {e}; not used", config.id, path.display());
+            None
+        }
+    }
 }
 
 impl Node {
@@ -154,7 +181,9 @@ impl Node {
         let members: Vec<NodeId> = config.peers.keys().copied().collect();
         let voters =
             Config::uniform(members.iter().copied()).map_err(|e| start_err("config", &e))?;
-        let (store, durable) = open_store(&config.data_dir, &config.store)?;
+        let (store, mut durable) = open_store(&config.data_dir, &config.store)?;
+        let snapshot = own_snapshot(&config, &voters);
+        durable.snapshot = snapshot.as_ref().map(|s| s.meta().applied.clone());
         let Store {
             slot,
             slot_record,
@@ -170,6 +199,27 @@ impl Node {
             0,
             config.seed,
         );
+        let restored = snapshot
+            .as_ref()
+            .filter(|_| replica.from_snapshot())
+            .map(|s| s.meta().applied.clone());
+        match snapshot {
+            Some(snapshot) if replica.from_snapshot() => {
+                sm.restore(&snapshot)
+                    .map_err(|e| start_err("restoring the state machine's snapshot", &e))?;
+                tracing::info!(
+                    "node {}: state machine restored from its snapshot ({} entries; applied: {} LSNs)",
+                    config.id,
+                    snapshot.meta().entries,
+                    snapshot.meta().applied.count()
+                );
+            }
+            Some(_) => tracing::warn!(
+                "node {}: its snapshot covers LSNs the log does not hold; the log is applied from the start",
+                config.id
+            ),
+            None => {}
+        }
         let shared = Arc::new(Shared {
             id: config.id,
             leader: AtomicU64::new(0),
@@ -261,8 +311,15 @@ impl Node {
             peer_stats,
             wal_writes,
             wal_waiting_for_space,
+            restored,
             thread: Some(thread),
         })
+    }
+
+    /// The applied set of the snapshot this node's state machine started
+    /// from, if it started from one (`SNAPSHOT_FILE` in its data directory).
+    pub fn restored_from(&self) -> Option<&crate::TailBitmap> {
+        self.restored.as_ref()
     }
 
     pub fn id(&self) -> NodeId {

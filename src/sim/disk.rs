@@ -15,6 +15,9 @@ pub struct Disk {
     wal_in_flight: BTreeMap<WriteId, (WalEntry, bool)>,
     /// A latent fault was found: recovery reports corruption.
     corrupted: bool,
+    /// The last snapshot cut, written whole before the node went on: its
+    /// applied set and the state machine's state.
+    pub snapshot: Option<(crate::TailBitmap, super::kv::KvState)>,
 }
 
 impl Disk {
@@ -122,6 +125,7 @@ impl Disk {
             slot: self.slot,
             wal: self.wal.clone(),
             corrupted: self.corrupted,
+            snapshot: self.snapshot.as_ref().map(|(applied, _)| applied.clone()),
         }
     }
 }

@@ -171,6 +171,10 @@ pub struct Report {
     pub transfers: u64,
     /// Snapshot cuts made and checked.
     pub snapshots: u64,
+    /// Restarts whose state machine started from the last cut; restarts
+    /// with a cut that recovery did not take (it covered LSNs the log lacks).
+    pub restarts_from_snapshot: u64,
+    pub snapshots_refused: u64,
     /// In an election race: time from the timers firing to the first
     /// established leader.
     pub race_time: Option<Nanos>,
@@ -745,6 +749,16 @@ impl Sim {
         let mut replica = n
             .disk
             .boot(node, &self.config, &self.params, local, seed, mutations);
+        // The state machine starts from the cut if recovery took it, else empty.
+        n.kv = match &n.disk.snapshot {
+            Some((_, state)) if replica.from_snapshot() => state.clone(),
+            _ => KvState::default(),
+        };
+        match (&n.disk.snapshot, replica.from_snapshot()) {
+            (Some(_), true) => self.report.restarts_from_snapshot += 1,
+            (Some(_), false) => self.report.snapshots_refused += 1,
+            (None, _) => {}
+        }
         if let Some(at) = self.cfg.race_at {
             replica.set_election_timer(at);
         }
@@ -762,7 +776,8 @@ impl Sim {
     }
 
     /// A snapshot cut: nothing in flight to apply, and the state is what
-    /// applying the cut's applied set serially, in LSN order, gives.
+    /// applying the cut's applied set serially, in LSN order, gives. Kept as
+    /// the node's snapshot for its next restart.
     fn check_snapshot(&mut self, node: NodeId, applied: &TailBitmap) -> Result<(), Violation> {
         let n = &self.nodes[&node];
         if !n.applying.is_empty() {
@@ -771,19 +786,13 @@ impl Sim {
                 n.applying.len()
             ));
         }
-        let replica = n.replica.as_ref().expect("live");
-        let mut serial = KvState::default();
-        for lsn in applied.iter() {
-            let Some(record) = replica.record_at(lsn) else {
-                return Err(format!("node {node}: applied LSN {lsn} has no record"));
-            };
-            serial.apply(&record.cmd);
-        }
-        if serial.data != n.kv.data {
+        if self.checker.serial_state(applied)? != n.kv {
             return Err(format!(
                 "node {node}: snapshot state is not the serial apply of its applied set"
             ));
         }
+        let n = self.nodes.get_mut(&node).expect("node");
+        n.disk.snapshot = Some((applied.clone(), n.kv.clone()));
         self.report.snapshots += 1;
         Ok(())
     }

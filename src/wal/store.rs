@@ -122,6 +122,8 @@ pub fn open_store(dir: &Path, options: &StoreOptions) -> Result<(Store, Durable)
         slot: found.map(|_| record.state),
         wal: entries,
         corrupted: recovered.corruption.is_some(),
+        // The node offers its snapshot, if it has one, after this.
+        snapshot: None,
     };
     let store = Store {
         slot,
