@@ -3,7 +3,9 @@
 //! nodes, SIGSTOPs and SIGCONTs them, and cuts replica links (every link
 //! goes through a proxy the test controls). Afterwards the recorded history
 //! must be linearizable (every acknowledged write present, no stale or
-//! invented read), and every replica must hold the same state.
+//! invented read), and every replica must hold the same state. Meanwhile
+//! replicas are asked to `SAVE` snapshots, so that killed nodes restart from
+//! them (and some are killed while writing one).
 //!
 //! `TRAFT_NEMESIS_SECS` sets the seconds of faults (default 60),
 //! `TRAFT_NEMESIS_SEED` the fault schedule (default fixed). On a stall the
@@ -43,6 +45,26 @@ fn redirect(e: &str) -> Option<usize> {
         .next()?
         .parse()
         .ok()
+}
+
+/// Asks a random replica to `SAVE` a snapshot every 100–500 ms until
+/// `end`; returns how many did.
+fn saver(ports: Vec<u16>, end: Instant) -> u64 {
+    let mut rng = Rng::new(0x5A7E);
+    let mut saved = 0;
+    while Instant::now() < end {
+        std::thread::sleep(Duration::from_millis(100 + rng.next_u64() % 400));
+        let port = ports[(rng.next_u64() % 3) as usize];
+        let Some(mut conn) = Resp::connect(port) else {
+            continue; // killed or restarting
+        };
+        conn.set_timeout(CLIENT_TIMEOUT);
+        if let Ok(Value::Simple(ok)) = conn.try_call(&["SAVE"]) {
+            assert_eq!(ok, "OK");
+            saved += 1;
+        }
+    }
+    saved
 }
 
 fn client(
@@ -236,6 +258,8 @@ fn history_stays_linearizable_while_nodes_die_and_pause() {
             std::thread::spawn(move || client(id, ports, start, faults_end, end, tally))
         })
         .collect();
+    let ports = cluster.client_ports.clone();
+    let saves = std::thread::spawn(move || saver(ports, end));
 
     // The nemesis: one fault at a time: a node killed and restarted, a node
     // paused, or a partition.
@@ -300,6 +324,7 @@ fn history_stays_linearizable_while_nodes_die_and_pause() {
     for c in clients {
         c.join().unwrap();
     }
+    let saves = saves.join().unwrap();
 
     // Read every key once more, after everything, into the history.
     let mut tally = Arc::try_unwrap(tally).ok().unwrap().into_inner().unwrap();
@@ -340,14 +365,29 @@ fn history_stays_linearizable_while_nodes_die_and_pause() {
     }
     let converged = Instant::now();
     let checked = linearizability::check(&tally.history);
+    let logged = |what: &str| -> usize {
+        (1..=3)
+            .map(|id| {
+                let log = std::fs::read_to_string(cluster.log_path(id)).unwrap_or_default();
+                log.matches(what).count()
+            })
+            .sum()
+    };
+    let restored = logged("restored from its snapshot");
+    let set_aside = logged("its snapshot covers LSNs the log does not hold");
     eprintln!(
-        "nemesis: seed {seed}, {secs} s of faults, {kills} kills, {pauses} pauses, {partitions} partitions; {} operations acknowledged, {} of unknown outcome, {} refused; {} acknowledged in the 5 s after faults stopped; converged {:.1} s after the clients stopped; linearizability ({:.1} s): {checked:?}",
+        "nemesis: seed {seed}, {secs} s of faults, {kills} kills, {pauses} pauses, {partitions} partitions, {saves} snapshots saved; restarts from a snapshot {restored}, with one set aside {set_aside}; {} operations acknowledged, {} of unknown outcome, {} refused; {} acknowledged in the 5 s after faults stopped; converged {:.1} s after the clients stopped; linearizability ({:.1} s): {checked:?}",
         tally.ok, tally.unknown, tally.refused, tally.ok_after_faults,
         converged.duration_since(end).as_secs_f64(),
         converged.elapsed().as_secs_f64(),
     );
     let checked = checked.unwrap_or_else(|e| panic!("{e}\nlogs:\n{}", cluster.logs()));
     assert!(checked > 100, "only {checked} operations checked");
+    assert!(saves > 10, "only {saves} snapshots saved");
+    assert!(
+        kills < 4 || restored > 0,
+        "{kills} kills, no restart from a snapshot"
+    );
     assert!(
         tally.ok_after_faults > 0,
         "nothing succeeded once faults stopped"
