@@ -399,3 +399,50 @@ fn a_restart_starts_from_the_snapshot_or_from_the_log_if_it_is_damaged() {
     assert_eq!(cluster.store(follower).get(b"n"), Some(b"370".to_vec()));
     cluster.shutdown().unwrap();
 }
+
+/// With `snapshot_every`, every replica cuts snapshots on its own as it
+/// applies, and a restart starts from the last.
+#[test]
+fn replicas_cut_snapshots_on_their_own_every_n_records() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = LocalCluster::start(3, dir.path(), |c| {
+        fast(c);
+        c.snapshot_every = 50;
+    })
+    .unwrap();
+    settle(&cluster);
+    for i in 0..120 {
+        propose(
+            &cluster,
+            set(&format!("k{i}"), "v"),
+            Duration::from_secs(10),
+        )
+        .unwrap();
+    }
+    assert!(wait_converged(
+        &cluster,
+        &[1, 2, 3],
+        Duration::from_secs(10)
+    ));
+    for id in 1..=3 {
+        let path = dir
+            .path()
+            .join(format!("node-{id}"))
+            .join(traft::node::SNAPSHOT_FILE);
+        let file = traft::snapshot::Snapshot::open(&path).unwrap();
+        assert!(
+            file.meta().applied.count() >= 100,
+            "node {id}: {:?}",
+            file.meta().applied
+        );
+    }
+    cluster.stop(2).unwrap();
+    cluster.restart(2).unwrap();
+    assert!(cluster.node(2).unwrap().restored_from().is_some());
+    assert!(wait_converged(
+        &cluster,
+        &[1, 2, 3],
+        Duration::from_secs(20)
+    ));
+    cluster.shutdown().unwrap();
+}

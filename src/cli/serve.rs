@@ -54,6 +54,10 @@ pub struct ServeArgs {
     /// WAL segment size, KiB (a multiple of 4).
     #[arg(long, default_value_t = 64 << 10)]
     segment_kib: usize,
+    /// Save a snapshot each time this many records have been applied since
+    /// the last (0: only on `SAVE`); a restart starts from it.
+    #[arg(long, default_value_t = 0)]
+    snapshot_every: u64,
 }
 
 fn parse_peer(s: &str) -> Result<(NodeId, SocketAddr), String> {
@@ -91,6 +95,7 @@ pub fn run(args: ServeArgs) -> Result<()> {
         other => bail!("unknown backend {other:?}: uring or file"),
     };
     config.apply_workers = args.apply_workers;
+    config.snapshot_every = args.snapshot_every;
     if args.segment_kib == 0 || args.segment_kib % 4 != 0 {
         bail!("--segment-kib must be a positive multiple of 4");
     }

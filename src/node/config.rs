@@ -33,6 +33,11 @@ pub struct NodeConfig {
     /// within one loop turn instead of one handoff per record. A pool pays
     /// for state machines whose commands are expensive.
     pub apply_workers: usize,
+    /// Cut a snapshot (`Node::snapshot`) each time this many records have
+    /// been applied since the last one; 0: only when asked. The node's loop
+    /// waits while the state machine writes it, so a large state wants a
+    /// large interval.
+    pub snapshot_every: u64,
     /// Seeds the election timer jitter.
     pub seed: u64,
 }
@@ -51,6 +56,7 @@ impl NodeConfig {
             params: Params::default(),
             store: StoreOptions::default(),
             apply_workers: 0,
+            snapshot_every: 0,
             seed: id,
         }
     }

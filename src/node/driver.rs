@@ -53,6 +53,11 @@ pub(super) struct Driver<S: StateMachine> {
     /// Where a snapshot cut is written, and the cuts asked for.
     pub snapshot_path: std::path::PathBuf,
     pub snapshots: HashMap<ProposalId, super::SnapshotAnswer>,
+    /// Records applied since the last cut the node made on its own, the
+    /// interval (`NodeConfig::snapshot_every`), and that cut while asked.
+    pub applied_since_cut: u64,
+    pub snapshot_every: u64,
+    pub own_cut: Option<ProposalId>,
     pub was_leader: bool,
     /// Vote, role and known leader when last published, to log changes.
     pub role_seen: Option<(LeaderId, &'static str, Option<LeaderId>)>,
@@ -231,6 +236,10 @@ impl<S: StateMachine> Driver<S> {
                 if let Err(e) = &result {
                     tracing::warn!("node {}: {e}", self.shared.id);
                 }
+                if self.own_cut == Some(id) {
+                    self.own_cut = None;
+                    self.applied_since_cut = 0;
+                }
                 if let Some(reply) = self.snapshots.remove(&id) {
                     let _ = reply.send(result);
                 }
@@ -354,6 +363,16 @@ impl<S: StateMachine> Driver<S> {
         let input = match applied {
             Applied::Record { lsn, result } => {
                 self.metrics.applied.fetch_add(1, Ordering::Relaxed);
+                self.applied_since_cut += 1;
+                if self.snapshot_every > 0
+                    && self.applied_since_cut >= self.snapshot_every
+                    && self.own_cut.is_none()
+                {
+                    let id = self.next_id;
+                    self.next_id += 1;
+                    self.own_cut = Some(id);
+                    self.inbox.push(Input::Snapshot { id });
+                }
                 Input::Applied { lsn, result }
             }
             Applied::Read { id, result } => {
