@@ -346,22 +346,11 @@ mod tests {
     fn a_file_is_replaced_whole() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("state.snap");
-        let first = entries(10, |_| 5);
-        write_file(
-            &path,
-            &applied(),
-            &config(),
-            first.iter().map(|(k, v)| (&k[..], &v[..])),
-        )
-        .unwrap();
-        let second = entries(20, |_| 7);
-        write_file(
-            &path,
-            &applied(),
-            &config(),
-            second.iter().map(|(k, v)| (&k[..], &v[..])),
-        )
-        .unwrap();
+        let (first, second) = (entries(10, |_| 5), entries(20, |_| 7));
+        for kv in [&first, &second] {
+            let pairs = kv.iter().map(|(k, v)| (&k[..], &v[..]));
+            write_file(&path, &applied(), &config(), pairs).unwrap();
+        }
         let read = Snapshot::open(&path).unwrap();
         let back: Vec<_> = read.iter().map(|(k, v)| (k.to_vec(), v.to_vec())).collect();
         assert_eq!(back, second);

@@ -491,11 +491,7 @@ mod tests {
 
     #[test]
     fn concurrent_appends_all_land_once_and_in_order() {
-        let options = WalOptions {
-            segment_size: 64 * 1024,
-            incarnation: 1,
-            rules: Default::default(),
-        };
+        let options = options_of(64 * 1024);
         let (wal, writer, _) =
             GroupWal::start(|| Ok(MemStorage::default()), options, None).unwrap();
         let seqs = append_from_threads(&wal, 50, |t, i| 100 + t * 10 + i);
@@ -504,6 +500,14 @@ mod tests {
         assert_eq!(seqs.last(), Some(&(FIRST_WAL_SEQ + total - 1)));
         drop(wal);
         writer.join();
+    }
+
+    fn options_of(segment_size: usize) -> WalOptions {
+        WalOptions {
+            segment_size,
+            incarnation: 1,
+            rules: Default::default(),
+        }
     }
 
     fn request(bytes: usize) -> Request {
@@ -528,11 +532,7 @@ mod tests {
     #[test]
     fn appended_frames_come_back_for_reuse_and_recover_as_written() {
         let dir = tempfile::tempdir().unwrap();
-        let options = WalOptions {
-            segment_size: 64 * 1024,
-            incarnation: 1,
-            rules: Default::default(),
-        };
+        let options = options_of(64 * 1024);
         let path = dir.path().to_path_buf();
         let storage = move || {
             crate::wal::file::FileStorage::new(&path, false).map_err(|e| WalError::io("open", 0, e))
@@ -554,11 +554,7 @@ mod tests {
 
     #[test]
     fn appends_wait_for_space_for_the_next_segment_and_resume() {
-        let options = WalOptions {
-            segment_size: 4 * crate::wal::BLOCK,
-            incarnation: 1,
-            rules: Default::default(),
-        };
+        let options = options_of(4 * crate::wal::BLOCK);
         let storage = MemStorage::default();
         let full = storage.no_space.clone();
         let (wal, writer, _) = GroupWal::start(move || Ok(storage), options, None).unwrap();
@@ -595,11 +591,7 @@ mod tests {
     #[test]
     fn appends_through_the_ring_with_writes_in_flight_all_come_back() {
         let dir = tempfile::tempdir().unwrap();
-        let options = WalOptions {
-            segment_size: 256 * 1024,
-            incarnation: 1,
-            rules: Default::default(),
-        };
+        let options = options_of(256 * 1024);
         let path = dir.path().to_path_buf();
         let storage = move || {
             crate::wal::UringStorage::new(&path, true, true).map_err(|e| WalError::io("open", 0, e))
