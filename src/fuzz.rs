@@ -285,6 +285,7 @@ pub fn seeds() -> Vec<(&'static str, Vec<u8>)> {
             records: vec![record(0), record(1)],
             committed: committed.clone(),
             transfer_to: None,
+            purge_floor: 2,
         }),
         Message::Ack {
             leader: c,

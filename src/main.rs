@@ -168,6 +168,7 @@ fn mutants(args: &SimArgs, which: &str) -> Result<()> {
         for seed in args.start..args.start + args.seeds {
             let mut cfg = SimConfig::new(args.replicas, seed);
             cfg.strict = args.strict;
+            cfg.snapshot_every = args.snapshot_ms * 1_000_000;
             cfg.mutations = mutations.clone();
             let outcome = std::panic::catch_unwind(|| Sim::new(cfg).run());
             let violation = match outcome {
@@ -203,7 +204,7 @@ fn sim(args: SimArgs) -> Result<()> {
     let started = std::time::Instant::now();
     let (mut steps, mut chosen, mut crashes) = (0u64, 0usize, 0u64);
     let (mut reads, mut transfers, mut cuts) = (0u64, 0u64, 0u64);
-    let (mut from_cut, mut refused) = (0u64, 0u64);
+    let (mut from_cut, mut purges) = (0u64, 0u64);
     for seed in args.start..args.start + args.seeds {
         let mut cfg = SimConfig::new(args.replicas, seed);
         cfg.strict = args.strict;
@@ -225,7 +226,7 @@ fn sim(args: SimArgs) -> Result<()> {
                 transfers += report.transfers;
                 cuts += report.snapshots;
                 from_cut += report.restarts_from_snapshot;
-                refused += report.snapshots_refused;
+                purges += report.purges;
             }
             Err(failure) => {
                 println!("{failure}");
@@ -234,7 +235,7 @@ fn sim(args: SimArgs) -> Result<()> {
         }
     }
     println!(
-        "{} seeds from {} with {} replicas: no violations ({} steps, {} chosen LSNs, {} reads served, {} crashes, {} transfers asked, {} snapshot cuts, {} restarts from one, {} refused, {:.1} s)",
+        "{} seeds from {} with {} replicas: no violations ({} steps, {} chosen LSNs, {} reads served, {} crashes, {} transfers asked, {} snapshot cuts, {} restarts from one, {} WAL purges, {:.1} s)",
         args.seeds,
         args.start,
         args.replicas,
@@ -245,7 +246,7 @@ fn sim(args: SimArgs) -> Result<()> {
         transfers,
         cuts,
         from_cut,
-        refused,
+        purges,
         started.elapsed().as_secs_f64()
     );
     Ok(())

@@ -446,3 +446,62 @@ fn replicas_cut_snapshots_on_their_own_every_n_records() {
     ));
     cluster.shutdown().unwrap();
 }
+
+/// Once every replica holds a stretch of the log durably as committed, each
+/// replica's snapshot lets it delete the WAL segments below it. A restart
+/// then starts from the snapshot and what the WAL kept; without the
+/// snapshot, the node refuses to start rather than forget committed writes.
+#[test]
+fn snapshots_purge_the_wal_and_a_restart_needs_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = LocalCluster::start(3, dir.path(), |c| {
+        fast(c);
+        c.store.segment_size = 64 << 10;
+        c.snapshot_every = 200;
+    })
+    .unwrap();
+    settle(&cluster);
+    let value = "v".repeat(100);
+    let write = |cluster: &LocalCluster, range: std::ops::Range<u32>| {
+        for i in range {
+            propose(
+                cluster,
+                set(&format!("k{i}"), &value),
+                Duration::from_secs(10),
+            )
+            .unwrap();
+            let incr = KvCommand::Incr { key: b"n".to_vec() }.encode();
+            propose(cluster, incr, Duration::from_secs(10)).unwrap();
+        }
+    };
+    write(&cluster, 0..500);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let purged = |id| cluster.node(id).unwrap().metrics().wal_segments_purged;
+    while (1..=3).any(|id| purged(id) == 0) && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    for id in 1..=3 {
+        assert!(purged(id) > 0, "node {id} purged no WAL segment");
+    }
+    let leader = cluster.wait_leader(Duration::from_secs(10)).unwrap();
+    let follower = (1..=3).find(|&id| id != leader).unwrap();
+    cluster.restart(follower).unwrap();
+    assert!(cluster.node(follower).unwrap().restored_from().is_some());
+    write(&cluster, 500..520);
+    assert!(wait_converged(
+        &cluster,
+        &[1, 2, 3],
+        Duration::from_secs(20)
+    ));
+    assert_eq!(cluster.store(follower).get(b"n"), Some(b"520".to_vec()));
+
+    cluster.stop(follower).unwrap();
+    let snapshot = dir
+        .path()
+        .join(format!("node-{follower}"))
+        .join(traft::node::SNAPSHOT_FILE);
+    std::fs::remove_file(&snapshot).unwrap();
+    let refused = cluster.restart(follower).unwrap_err().to_string();
+    assert!(refused.contains("refusing to start"), "{refused}");
+    cluster.shutdown().unwrap();
+}

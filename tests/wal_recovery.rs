@@ -205,6 +205,7 @@ fn n3(mutations: Mutations) -> bool {
         records: records(K, 5..=5, 8),
         committed: TailBitmap::prefix(5),
         transfer_to: None,
+        purge_floor: 0,
     };
     out.extend(r.step(Input::Receive {
         from: K.node,

@@ -45,9 +45,10 @@ impl<C: Conflicts> Replica<C> {
         }
     }
 
-    /// The LSNs the leader can forward: its log and what it is writing.
+    /// The LSNs the leader can forward: its log and what it is writing
+    /// (not what it holds only in its snapshot: every member holds those).
     pub(super) fn leader_lsns(&self) -> TailBitmap {
-        let mut lsns = self.accepted.clone();
+        let mut lsns = self.accepted.difference(&self.purged);
         for lsn in self.unsynced.keys() {
             lsns.insert(*lsn).expect("valid LSN");
         }
@@ -59,6 +60,8 @@ impl<C: Conflicts> Replica<C> {
         let params = self.params.clone();
         let all = self.leader_lsns();
         let committed = self.committed.clone();
+        let purged = self.purged.clone();
+        let purge_floor = self.purge_floor;
         let no_retransmit = self.mutations.no_retransmit;
         let Role::Leader(leader) = &mut self.role else {
             return;
@@ -72,6 +75,7 @@ impl<C: Conflicts> Replica<C> {
         let round_due = std::mem::take(&mut leader.round_due);
         // (follower, seq, base, LSNs to carry)
         let mut plans: Vec<(NodeId, u64, Option<TailBitmap>, TailBitmap)> = Vec::new();
+        let mut blocked = 0;
         for (&follower, progress) in leader.followers.iter_mut() {
             // Resend what a later echo or the timeout says was lost.
             let echoed = progress.echoed_seq;
@@ -94,6 +98,18 @@ impl<C: Conflicts> Replica<C> {
                         now >= sent + base_resend_wait(&params, progress.base_resends)
                     });
                 match &progress.assumed_committed {
+                    Some(assumed) if base_due && !purged.is_subset(assumed) => {
+                        // The follower lacks records this leader holds only
+                        // in its snapshot (only a purge that ignored the
+                        // floor, or a lost disk, leads here): no base can
+                        // be built until snapshots are sent.
+                        progress.base_sent = Some(now);
+                        blocked += 1;
+                        if !heartbeat_due {
+                            continue;
+                        }
+                        (None, TailBitmap::new())
+                    }
                     Some(assumed) if base_due => {
                         progress.base_sent = Some(now);
                         progress.base_resends = progress.base_resends.saturating_add(1);
@@ -124,6 +140,7 @@ impl<C: Conflicts> Replica<C> {
             }
             plans.push((follower, seq, base, lsns));
         }
+        self.bases_blocked += blocked;
         for (to, seq, base, lsns) in plans {
             let records = lsns
                 .iter()
@@ -140,6 +157,7 @@ impl<C: Conflicts> Replica<C> {
                 records,
                 committed: committed.clone(),
                 transfer_to,
+                purge_floor,
             };
             self.send(to, Message::Forward(forward));
         }
@@ -216,13 +234,20 @@ impl<C: Conflicts> Replica<C> {
         }
     }
 
-    pub(super) fn on_ack(&mut self, from: NodeId, answered: LeaderId, seq: u64, acked: TailBitmap) {
+    /// Counts an ack; true if it was to this leadership.
+    pub(super) fn on_ack(
+        &mut self,
+        from: NodeId,
+        answered: LeaderId,
+        seq: u64,
+        acked: TailBitmap,
+    ) -> bool {
         let Role::Leader(leader) = &mut self.role else {
-            return;
+            return false;
         };
         let voting_for_us = self.vote == leader.c || self.mutations.keep_leading_after_vote;
         if answered != leader.c || !voting_for_us {
-            return;
+            return false;
         }
         if let Some(progress) = leader.followers.get_mut(&from) {
             // Only acks to forwards of this leadership ever land here.
@@ -232,6 +257,7 @@ impl<C: Conflicts> Replica<C> {
             progress.acked.union_with(&acked);
             progress.echoed_seq = progress.echoed_seq.max(seq);
         }
+        true
     }
 
     // ---- Follower side ----------------------------------------------------
@@ -269,6 +295,8 @@ impl<C: Conflicts> Replica<C> {
         self.following
             .leader_committed
             .union_with(&forward.committed);
+        // A fact about every member's durable state, whoever learnt it.
+        self.purge_floor = self.purge_floor.max(forward.purge_floor);
         let effective = self.effective_committer();
         match forward.base {
             Some(assumed) if effective != c => {

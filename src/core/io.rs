@@ -62,6 +62,12 @@ pub enum Input {
     Snapshot {
         id: ProposalId,
     },
+    /// A snapshot cut at `applied` is durable (its file written, synced and
+    /// renamed into place): records it covers may be purged once every
+    /// member holds them (DESIGN.md §3.7).
+    SnapshotSaved {
+        applied: TailBitmap,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -91,6 +97,13 @@ pub enum Output {
     Reply {
         id: ProposalId,
         result: Result<Reply, ProposeError>,
+    },
+    /// Delete the WAL's segments that lie wholly below `below`, only as a
+    /// prefix (DESIGN.md §3.7): a durable snapshot holds every record there,
+    /// every member holds them durably as committed, and a `Committed`
+    /// frame written after them keeps what they said was committed.
+    Purge {
+        below: Lsn,
     },
     /// A confirmed read whose keys' last writes are applied: run it against
     /// the state machine now, answer the client, then `ReadDone`. No write

@@ -44,7 +44,12 @@ impl<C: Conflicts> Replica<C> {
                 }
             }
         }
-        let base_lsns: TailBitmap = base.keys().copied().collect();
+        // LSNs held only in our snapshot are in the base, committed.
+        let base_lsns = base
+            .keys()
+            .copied()
+            .collect::<TailBitmap>()
+            .union(&self.purged);
         if !committed_base.is_subset(&base_lsns) {
             // A committed LSN with no record: it lives only in a snapshot a
             // voter holds. It is never filled; without a fetch, the campaign
@@ -55,7 +60,7 @@ impl<C: Conflicts> Replica<C> {
         }
         // Fill holes with no-ops that depend on every earlier LSN.
         if let Some(max) = base_lsns.max() {
-            for lsn in 0..=max {
+            for lsn in (0..=max).filter(|l| !self.purged.contains(*l)) {
                 let mut noop = Record::noop(c, lsn);
                 if self.mutations.noop_empty_deps {
                     noop.deps = TailBitmap::new();
@@ -176,7 +181,12 @@ impl<C: Conflicts> Replica<C> {
             };
             deps.assign(record.lsn, &class);
         }
-        let next_lsn = self.log.keys().next_back().map_or(0, |l| l + 1);
+        let next_lsn = self.accepted.max().map_or(0, |l| l + 1);
+        // Deps below the purge point are implied: no record there to index.
+        deps.raise_barrier(self.purged.max().map_or(0, |l| l + 1));
+        // The leader's own ack is its own writes: not what it holds only in
+        // a snapshot, which it cannot commit again (A3).
+        let own_records = own.difference(&self.purged);
         let Role::Leader(leader) = &mut self.role else {
             return;
         };
@@ -188,8 +198,8 @@ impl<C: Conflicts> Replica<C> {
         if self.mutations.lease_at_election {
             leader.lease_until = self.now + self.params.lease();
         }
-        leader.base = own.clone();
-        leader.own_acked = own;
+        leader.base = own;
+        leader.own_acked = own_records;
         leader.next_lsn = next_lsn;
         leader.deps = deps;
     }

@@ -87,6 +87,10 @@ pub struct LogForward {
     /// LSNs a quorum established as committed.
     pub committed: TailBitmap,
     pub transfer_to: Option<NodeId>,
+    /// Every member of the config holds every LSN below this durably as
+    /// committed (the leader learnt it from their acks): no replica will
+    /// ever need those records from another, so a snapshot may purge them.
+    pub purge_floor: Lsn,
 }
 
 impl Message {

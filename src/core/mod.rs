@@ -11,6 +11,7 @@ mod merge;
 pub mod message;
 pub mod mutations;
 pub mod params;
+mod purge;
 pub mod quorum;
 mod read;
 mod replica;

@@ -91,6 +91,12 @@ pub struct Mutations {
     /// R4: a write to a key waits for nothing, even while a read of that key
     /// is running.
     pub reads_dont_hold_writes: bool,
+    /// A3: a new leader serves reads only once every base LSN is committed
+    /// under its own leadership, even those it holds only in a snapshot.
+    pub reads_need_own_commit: bool,
+    /// F1: a replica purges whatever its durable snapshot holds, though a
+    /// member may still need those records from it.
+    pub purge_below_snapshot_alone: bool,
     /// Classic Raft's one vote per term instead of greater-or-equal voting.
     /// Not a mutant: the baseline the "less conflict" measurement compares to.
     pub classic_vote: bool,
@@ -117,6 +123,16 @@ pub const MUTANTS: &[(&str, &str, &str)] = &[
         "S4",
         "lease-from-latest-send",
         "the lease starts at the send time of the greatest seq a quorum echoed",
+    ),
+    (
+        "A3",
+        "reads-need-own-commit",
+        "a new leader serves reads once every base LSN is committed under its own leadership or in committed_base",
+    ),
+    (
+        "F1",
+        "purge-below-snapshot-alone",
+        "records are purged only below the purge floor: LSNs every member holds durably as committed",
     ),
     (
         "N8a",
@@ -343,6 +359,8 @@ impl Mutations {
             "S4" => m.lease_from_latest_send = true,
             "N7" => m.lease_ignores_drift = true,
             "R4" => m.reads_dont_hold_writes = true,
+            "A3" => m.reads_need_own_commit = true,
+            "F1" => m.purge_below_snapshot_alone = true,
             _ => return None,
         }
         Some(m)

@@ -59,13 +59,26 @@ impl<C: Conflicts> Replica<C> {
         let Role::Leader(leader) = &self.role else {
             return false;
         };
+        let me = self.id;
         if !leader.base.is_subset(&self.committed) {
             return false; // a record the old leader acknowledged may not be known committed yet
+        }
+        if self.mutations.reads_need_own_commit {
+            let followers = &leader.followers;
+            let chosen = self.config.chosen(|n| {
+                if n == me {
+                    Some(&leader.own_acked)
+                } else {
+                    followers.get(&n).map(|p| &p.acked)
+                }
+            });
+            if !leader.base.is_subset(&chosen) {
+                return false;
+            }
         }
         if self.lease_serves_reads() {
             return true;
         }
-        let me = self.id;
         let followers = &leader.followers;
         self.config.is_quorum(|n| {
             n == me

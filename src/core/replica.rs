@@ -76,6 +76,9 @@ pub(super) struct Progress {
     /// LSNs the follower acknowledged to this leadership.
     pub acked: TailBitmap,
     pub echoed_seq: u64,
+    /// The follower holds every LSN below this durably as committed (its
+    /// acks say so).
+    pub held_below: Lsn,
     /// Forwards with records not yet known received: seq → (sent at, LSNs).
     pub inflight: BTreeMap<u64, (Nanos, TailBitmap)>,
     pub last_send: Nanos,
@@ -211,6 +214,18 @@ pub struct Replica<C: Conflicts> {
     pub(super) snapshot_cuts: Vec<ProposalId>,
     /// Recovery took `Durable::snapshot`: the state machine must start from it.
     pub(super) from_snapshot: bool,
+    /// The applied set of the newest durable snapshot.
+    pub(super) snapshot: TailBitmap,
+    /// LSNs held only in the snapshot: in `accepted`, `committed` and
+    /// `applied`, with no record in `log` (DESIGN.md §3.7).
+    pub(super) purged: TailBitmap,
+    /// Every member holds every LSN below this durably as committed: no
+    /// replica will need those records from another.
+    pub(super) purge_floor: Lsn,
+    pub(super) pending_purge: Option<super::purge::PendingPurge>,
+    /// Base forwards not sent: the follower lacked records held only in a
+    /// snapshot here.
+    pub(super) bases_blocked: u64,
 
     pub(super) max_term_seen: u64,
     /// Messages dropped because their LSNs lie beyond `LSN_REACH` of ours.
@@ -302,6 +317,11 @@ impl<C: Conflicts> Replica<C> {
             applying: BTreeSet::new(),
             snapshot_cuts: Vec::new(),
             from_snapshot: false,
+            snapshot: TailBitmap::new(),
+            purged: TailBitmap::new(),
+            purge_floor: 0,
+            pending_purge: None,
+            bases_blocked: 0,
             apply: Default::default(),
             max_term_seen: 0,
             last_refusal: None,
@@ -340,17 +360,17 @@ impl<C: Conflicts> Replica<C> {
         }
         replica.committed = replica.durable_committed.clone();
         if let Some(applied) = durable.snapshot {
-            // Replicas do not purge yet, so every LSN a snapshot covers must
-            // have its record here. One that does not (a leader applies a
-            // record a quorum holds before its own copy is durable, cuts,
-            // crashes) is not used: its state would be ahead of the log.
-            if applied.iter().all(|lsn| replica.log.contains_key(&lsn)) {
-                // Applied LSNs were committed, and the snapshot is durable.
-                replica.durable_committed.union_with(&applied);
-                replica.committed.union_with(&applied);
-                replica.applied = applied;
-                replica.from_snapshot = true;
-            }
+            // Applied LSNs were committed, and the snapshot is durable: it
+            // holds them, whether or not the log still has their records
+            // (purged, or a leader that applied a record a quorum held
+            // before its own copy was durable, cut, and crashed).
+            replica.purged = applied.difference(&replica.log.keys().copied().collect());
+            replica.accepted.union_with(&applied);
+            replica.durable_committed.union_with(&applied);
+            replica.committed.union_with(&applied);
+            replica.snapshot = applied.clone();
+            replica.applied = applied;
+            replica.from_snapshot = true;
         }
         // I2 across recoveries: the vote never falls below the committer.
         if !replica.mutations.vote_from_slot_alone {
@@ -447,6 +467,7 @@ impl<C: Conflicts> Replica<C> {
             Input::ReadDone { id } => self.on_read_done(id),
             Input::Transfer { to } => self.on_transfer(to),
             Input::Snapshot { id } => self.snapshot_cuts.push(id),
+            Input::SnapshotSaved { applied } => self.on_snapshot_saved(applied),
         }
         self.poll();
         std::mem::take(&mut self.out)
@@ -514,8 +535,12 @@ impl<C: Conflicts> Replica<C> {
                 leader,
                 seq,
                 acked,
-                committed: _,
-            } => self.on_ack(from, leader, seq, acked),
+                committed,
+            } => {
+                if self.on_ack(from, leader, seq, acked) {
+                    self.note_held(from, &committed);
+                }
+            }
             Message::Refuse {
                 leader,
                 vote,
@@ -776,7 +801,8 @@ impl<C: Conflicts> Replica<C> {
             WalEntry::Records { committer, records } => {
                 // A completion adds its LSNs only if that is still the committer.
                 if any_tag || committer == self.committer {
-                    for r in records {
+                    // A purged LSN stays held by the snapshot alone.
+                    for r in records.into_iter().filter(|r| !self.purged.contains(r.lsn)) {
                         self.accepted.insert(r.lsn).expect("valid LSN");
                         self.log.insert(r.lsn, r);
                         self.apply.arrivals += 1;
@@ -794,14 +820,19 @@ impl<C: Conflicts> Replica<C> {
                     committer >= self.committer,
                     "committer never decreases (I2)"
                 );
+                assert!(
+                    self.purged.is_subset(&keep),
+                    "a base keeps every committed LSN, purged ones included"
+                );
                 if !self.mutations.base_as_insert {
                     self.log.retain(|lsn, _| keep.contains(*lsn));
                 }
-                for r in records {
+                for r in records.into_iter().filter(|r| !self.purged.contains(r.lsn)) {
                     self.log.insert(r.lsn, r);
                     self.apply.arrivals += 1;
                 }
                 self.accepted = self.log.keys().copied().collect();
+                self.accepted.union_with(&self.purged);
                 self.committer = committer;
                 self.log_epoch += 1;
                 if self.pending_committer == Some(committer) {
@@ -836,6 +867,7 @@ impl<C: Conflicts> Replica<C> {
         self.poll_leader();
         self.poll_follower();
         self.poll_committed();
+        self.poll_purge();
         // Reads first: a read that became ready holds back later writes to its keys.
         self.poll_reads();
         self.poll_apply();
@@ -936,6 +968,22 @@ impl<C: Conflicts> Replica<C> {
     /// loads that snapshot into the state machine before the first step.
     pub fn from_snapshot(&self) -> bool {
         self.from_snapshot
+    }
+
+    /// LSNs held only in the durable snapshot, their records purged.
+    pub fn purged(&self) -> &TailBitmap {
+        &self.purged
+    }
+
+    /// Base forwards this replica could not send as leader: the follower
+    /// lacked records held here only in a snapshot.
+    pub fn bases_blocked(&self) -> u64 {
+        self.bases_blocked
+    }
+
+    /// Every member holds every LSN below this durably as committed.
+    pub fn purge_floor(&self) -> Lsn {
+        self.purge_floor
     }
 
     pub fn log(&self) -> &BTreeMap<Lsn, Record> {

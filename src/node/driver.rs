@@ -231,10 +231,15 @@ impl<S: StateMachine> Driver<S> {
                 let result = self
                     .sm
                     .snapshot(&path, &applied, &config)
-                    .map(|()| super::SnapshotTaken { path, applied })
+                    .map(|()| super::SnapshotTaken {
+                        path,
+                        applied: applied.clone(),
+                    })
                     .map_err(|e| NodeError::Snapshot(e.to_string()));
-                if let Err(e) = &result {
-                    tracing::warn!("node {}: {e}", self.shared.id);
+                match &result {
+                    // Durable: the core may purge what it holds.
+                    Ok(_) => self.inbox.push(Input::SnapshotSaved { applied }),
+                    Err(e) => tracing::warn!("node {}: {e}", self.shared.id),
                 }
                 if self.own_cut == Some(id) {
                     self.own_cut = None;
@@ -244,6 +249,7 @@ impl<S: StateMachine> Driver<S> {
                     let _ = reply.send(result);
                 }
             }
+            Output::Purge { below } => self.purge_wal(below),
             Output::Apply { record } => {
                 let job = ApplyJob::Record {
                     lsn: record.lsn,
@@ -309,6 +315,29 @@ impl<S: StateMachine> Driver<S> {
         };
         counter.fetch_add(1, Ordering::Relaxed);
         Ok((frame, origin))
+    }
+
+    /// Asks the WAL writer to delete the segments below `below`. A purge
+    /// that fails leaves segments that recovery reads again: logged, not
+    /// fatal.
+    fn purge_wal(&mut self, below: crate::ids::Lsn) {
+        let id = self.shared.id;
+        let metrics = self.metrics.clone();
+        let asked = self.wal.purge(
+            below,
+            Box::new(move |result| match result {
+                Ok(segments) => {
+                    metrics.wal_purges.fetch_add(1, Ordering::Relaxed);
+                    let n = segments.len() as u64;
+                    metrics.wal_segments_purged.fetch_add(n, Ordering::Relaxed);
+                    tracing::debug!("node {id}: purged {n} WAL segments below LSN {below}");
+                }
+                Err(e) => tracing::warn!("node {id}: WAL purge below LSN {below} failed: {e}"),
+            }),
+        );
+        if let Err(e) = asked {
+            tracing::warn!("node {id}: WAL purge below LSN {below} not asked: {e}");
+        }
     }
 
     /// One WAL submission for everything this turn appended, in order.

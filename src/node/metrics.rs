@@ -21,6 +21,10 @@ pub struct Metrics {
     pub batches_encoded: AtomicU64,
     pub batches_reused: AtomicU64,
     pub batches_from_wire: AtomicU64,
+    /// WAL purges run (each below a durable snapshot), and the segments
+    /// they recycled.
+    pub wal_purges: AtomicU64,
+    pub wal_segments_purged: AtomicU64,
     pub applied: AtomicU64,
     pub messages_received: AtomicU64,
     /// Messages received and handed to the peer links, per kind
@@ -52,6 +56,8 @@ impl Default for Metrics {
             batches_encoded: AtomicU64::new(0),
             batches_reused: AtomicU64::new(0),
             batches_from_wire: AtomicU64::new(0),
+            wal_purges: AtomicU64::new(0),
+            wal_segments_purged: AtomicU64::new(0),
             applied: AtomicU64::new(0),
             messages_received: AtomicU64::new(0),
             received_by_kind: Default::default(),
@@ -83,6 +89,8 @@ pub struct MetricsSnapshot {
     pub batches_encoded: u64,
     pub batches_reused: u64,
     pub batches_from_wire: u64,
+    pub wal_purges: u64,
+    pub wal_segments_purged: u64,
     pub applied: u64,
     pub messages_received: u64,
     pub messages_sent: u64,
@@ -134,6 +142,8 @@ impl Metrics {
             batches_encoded: load(&self.batches_encoded),
             batches_reused: load(&self.batches_reused),
             batches_from_wire: load(&self.batches_from_wire),
+            wal_purges: load(&self.wal_purges),
+            wal_segments_purged: load(&self.wal_segments_purged),
             applied: load(&self.applied),
             messages_received: load(&self.messages_received),
             received_by_kind: self.received_by_kind.each_ref().map(load),

@@ -189,7 +189,16 @@ impl Node {
             slot_record,
             wal,
             writer,
+            purged,
         } = store;
+        if purged && snapshot.is_none() {
+            // The purged records live only in the snapshot: starting
+            // without it would forget committed writes.
+            return Err(NodeError::Start(format!(
+                "the WAL was purged below a snapshot, but {} is missing or unusable (see the log above); refusing to start without it",
+                config.data_dir.join(SNAPSHOT_FILE).display()
+            )));
+        }
         let replica = Replica::new(
             config.id,
             voters,
@@ -199,26 +208,18 @@ impl Node {
             0,
             config.seed,
         );
-        let restored = snapshot
-            .as_ref()
-            .filter(|_| replica.from_snapshot())
-            .map(|s| s.meta().applied.clone());
-        match snapshot {
-            Some(snapshot) if replica.from_snapshot() => {
-                sm.restore(&snapshot)
-                    .map_err(|e| start_err("restoring the state machine's snapshot", &e))?;
-                tracing::info!(
-                    "node {}: state machine restored from its snapshot ({} entries; applied: {} LSNs)",
-                    config.id,
-                    snapshot.meta().entries,
-                    snapshot.meta().applied.count()
-                );
-            }
-            Some(_) => tracing::warn!(
-                "node {}: its snapshot covers LSNs the log does not hold; the log is applied from the start",
-                config.id
-            ),
-            None => {}
+        let restored = snapshot.as_ref().map(|s| s.meta().applied.clone());
+        if let Some(snapshot) = snapshot {
+            // Recovery always takes a valid snapshot of this config.
+            assert!(replica.from_snapshot(), "recovery takes the snapshot");
+            sm.restore(&snapshot)
+                .map_err(|e| start_err("restoring the state machine's snapshot", &e))?;
+            tracing::info!(
+                "node {}: state machine restored from its snapshot ({} entries; applied: {} LSNs)",
+                config.id,
+                snapshot.meta().entries,
+                snapshot.meta().applied.count()
+            );
         }
         let shared = Arc::new(Shared {
             id: config.id,

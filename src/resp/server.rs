@@ -238,7 +238,7 @@ fn info_text(node: &Node, info: &ServerInfo) -> String {
     let mut text = format!(
         "# Replication\r\nrole:{role}\r\nnode_id:{}\r\nleader:{leader}\r\nterm:{}\r\ncommitted_lsns:{committed}\r\napplied_lsns:{applied}\r\n\
          # Log\r\nproposals:{}\r\nreads:{}\r\nwal_submits:{}\r\nwal_syncs:{}\r\nwal_frames:{}\r\nwal_bytes:{}\r\nwal_latency_p50_us:{}\r\nwal_latency_p99_us:{}\r\nrecords_per_batch_mean:{:.2}\r\n\
-         batches_encoded:{}\r\nbatches_reused:{}\r\nbatches_from_wire:{}\r\n\
+         batches_encoded:{}\r\nbatches_reused:{}\r\nbatches_from_wire:{}\r\nwal_purges:{}\r\nwal_segments_purged:{}\r\n\
          proposal_latency_p50_us:{}\r\nproposal_latency_p99_us:{}\r\nread_latency_p50_us:{}\r\nread_latency_p99_us:{}\r\n\
          # Network\r\nmessages_sent:{}\r\nmessages_received:{}\r\nmessages_dropped:{}\r\n",
         node.id(),
@@ -255,6 +255,8 @@ fn info_text(node: &Node, info: &ServerInfo) -> String {
         m.batches_encoded,
         m.batches_reused,
         m.batches_from_wire,
+        m.wal_purges,
+        m.wal_segments_purged,
         m.proposal_p50_us,
         m.proposal_p99_us,
         m.read_p50_us,

@@ -101,6 +101,11 @@ impl Checker {
         for r in records {
             base.insert(r.lsn, r.clone());
         }
+        // What it holds in its snapshot alone is in its base: the chosen records.
+        for lsn in keep.intersection(writer.purged()).iter() {
+            check_purged(&self.chosen, writer.id(), lsn)?;
+            base.insert(lsn, self.chosen[&lsn].0.clone());
+        }
         self.on_merge_frame(writer.id(), incarnation, *committer, base)
     }
 
@@ -143,6 +148,13 @@ impl Checker {
         let contents = self.acked_content.entry(c).or_default();
         for lsn in fresh.iter() {
             let Some(record) = sender.log().get(&lsn) else {
+                if sender.purged().contains(lsn) {
+                    // Held as committed, in its snapshot alone: the chosen record.
+                    check_purged(&self.chosen, node, lsn)?;
+                    let chosen = self.chosen[&lsn].0.clone();
+                    contents.entry(lsn).or_insert(chosen);
+                    continue;
+                }
                 return Err(format!(
                     "node {node} acked LSN {lsn} to {c:?} without holding it"
                 ));
@@ -301,9 +313,10 @@ impl Checker {
             ));
         };
         let log = replica.log();
+        let purged = replica.purged();
         if checked.is_none() {
             for (lsn, record) in base {
-                if log.get(lsn) != Some(record) {
+                if log.get(lsn) != Some(record) && !purged.contains(*lsn) {
                     return Err(format!(
                         "I3: node {} (committer {c:?}) lacks base LSN {lsn}",
                         replica.id()
@@ -317,6 +330,10 @@ impl Checker {
         };
         for lsn in fresh.iter() {
             let Some(record) = log.get(&lsn) else {
+                if purged.contains(lsn) {
+                    check_purged(&self.chosen, replica.id(), lsn)?;
+                    continue;
+                }
                 return Err(format!(
                     "node {} accepts LSN {lsn} without holding it",
                     replica.id()
@@ -524,5 +541,20 @@ impl Checker {
             .iter()
             .map(|(&lsn, (record, _))| (lsn, state.apply(&record.cmd)))
             .collect()
+    }
+}
+
+/// A replica holds `lsn` in its snapshot alone: only a chosen LSN may be.
+fn check_purged(
+    chosen: &BTreeMap<Lsn, (Record, LeaderId)>,
+    node: crate::ids::NodeId,
+    lsn: Lsn,
+) -> Result<(), Violation> {
+    if chosen.contains_key(&lsn) {
+        Ok(())
+    } else {
+        Err(format!(
+            "node {node} purged LSN {lsn}, which was never chosen"
+        ))
     }
 }

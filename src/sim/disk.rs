@@ -71,6 +71,27 @@ impl Disk {
         self.wal_in_flight.keys().copied().collect()
     }
 
+    /// Deletes the WAL's longest prefix whose entries all lie below `below`
+    /// (DESIGN.md §3.7). Finer than the real WAL's segments: it purges as
+    /// much as the rule allows.
+    pub fn purge(&mut self, below: crate::ids::Lsn) {
+        let mut cut = 0;
+        for (i, entry) in self.wal.iter().enumerate() {
+            let reach = match entry {
+                WalEntry::Records { records, .. } => records.iter().map(|r| r.lsn).max(),
+                WalEntry::Base { records, keep, .. } => {
+                    records.iter().map(|r| r.lsn).max().max(keep.max())
+                }
+                WalEntry::Committed { .. } => None,
+            };
+            if reach.is_some_and(|max| max >= below) {
+                break;
+            }
+            cut = i + 1;
+        }
+        self.wal.drain(..cut);
+    }
+
     /// Power is lost: what was in flight is gone (a torn write included).
     pub fn crash(&mut self) {
         self.slot_in_flight = None;

@@ -174,7 +174,8 @@ pub struct Report {
     /// Restarts whose state machine started from the last cut; restarts
     /// with a cut that recovery did not take (it covered LSNs the log lacks).
     pub restarts_from_snapshot: u64,
-    pub snapshots_refused: u64,
+    /// WAL purges carried out (each below a durable snapshot).
+    pub purges: u64,
     /// In an election race: time from the timers firing to the first
     /// established leader.
     pub race_time: Option<Nanos>,
@@ -249,6 +250,12 @@ enum Event {
     Pause(NodeId),
     /// Ask a replica for a snapshot cut.
     Snapshot(NodeId),
+    /// The snapshot cut at `applied` is durable.
+    SnapshotSaved {
+        node: NodeId,
+        incarnation: u64,
+        applied: TailBitmap,
+    },
     Partition,
     Heal,
     Client(usize),
@@ -497,6 +504,7 @@ impl Sim {
             Event::Tick(node)
             | Event::SlotDone { node, .. }
             | Event::WalDone { node, .. }
+            | Event::SnapshotSaved { node, .. }
             | Event::ApplyDone { node, .. }
             | Event::ReadDone { node, .. } => *node,
             Event::Deliver { to, .. } => *to,
@@ -548,6 +556,16 @@ impl Sim {
                     if let Some(upto) = n.disk.complete_wal(id) {
                         self.step(node, Input::WalDurable { upto })?;
                     }
+                }
+            }
+            Event::SnapshotSaved {
+                node,
+                incarnation,
+                applied,
+            } => {
+                let n = &self.nodes[&node];
+                if n.incarnation == incarnation && n.replica.is_some() {
+                    self.step(node, Input::SnapshotSaved { applied })?;
                 }
             }
             Event::ApplyDone {
@@ -749,16 +767,16 @@ impl Sim {
         let mut replica = n
             .disk
             .boot(node, &self.config, &self.params, local, seed, mutations);
-        // The state machine starts from the cut if recovery took it, else empty.
+        // The state machine starts from the cut (recovery always takes a
+        // durable one), else empty.
         n.kv = match &n.disk.snapshot {
-            Some((_, state)) if replica.from_snapshot() => state.clone(),
-            _ => KvState::default(),
+            Some((_, state)) => {
+                assert!(replica.from_snapshot(), "recovery takes the snapshot");
+                self.report.restarts_from_snapshot += 1;
+                state.clone()
+            }
+            None => KvState::default(),
         };
-        match (&n.disk.snapshot, replica.from_snapshot()) {
-            (Some(_), true) => self.report.restarts_from_snapshot += 1,
-            (Some(_), false) => self.report.snapshots_refused += 1,
-            (None, _) => {}
-        }
         if let Some(at) = self.cfg.race_at {
             replica.set_election_timer(at);
         }
@@ -793,7 +811,18 @@ impl Sim {
         }
         let n = self.nodes.get_mut(&node).expect("node");
         n.disk.snapshot = Some((applied.clone(), n.kv.clone()));
+        let incarnation = n.incarnation;
         self.report.snapshots += 1;
+        let at = self.now + self.disk_delay();
+        let applied = applied.clone();
+        self.schedule(
+            at,
+            Event::SnapshotSaved {
+                node,
+                incarnation,
+                applied,
+            },
+        );
         Ok(())
     }
 
@@ -913,6 +942,11 @@ impl Sim {
                 );
             }
             Output::Snapshot { applied, .. } => self.check_snapshot(node, &applied)?,
+            Output::Purge { below } => {
+                let n = self.nodes.get_mut(&node).expect("node");
+                n.disk.purge(below);
+                self.report.purges += 1;
+            }
             Output::Apply { record } => {
                 self.checker.on_apply(node, &record)?;
                 let lsn = record.lsn;

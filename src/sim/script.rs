@@ -300,6 +300,10 @@ impl Script {
             seed,
             &self.mutations,
         );
+        n.kv = match &n.disk.snapshot {
+            Some((_, state)) => state.clone(),
+            None => KvState::default(),
+        };
         n.replica = Some(replica);
         self.step(node, Input::Tick { now: local });
     }
@@ -338,6 +342,13 @@ impl Script {
         self.proposed.insert(id, cmd.clone());
         self.step(node, Input::Propose { id, cmd });
         id
+    }
+
+    /// Asks `node` for a snapshot cut; it is durable as soon as it is cut.
+    pub fn snapshot(&mut self, node: NodeId) {
+        let id = self.next_proposal;
+        self.next_proposal += 1;
+        self.step(node, Input::Snapshot { id });
     }
 
     /// Asks `node` for a linearizable read of `op`; returns its id.
@@ -488,7 +499,16 @@ impl Script {
                 }
             }
             // Applies here are synchronous: a cut always finds none in flight.
-            Output::Snapshot { .. } => {}
+            // The cut is durable at once.
+            Output::Snapshot { applied, .. } => {
+                let n = self.nodes.get_mut(&node).expect("node");
+                n.disk.snapshot = Some((applied.clone(), n.kv.clone()));
+                self.step(node, Input::SnapshotSaved { applied });
+            }
+            Output::Purge { below } => {
+                let n = self.nodes.get_mut(&node).expect("node");
+                n.disk.purge(below);
+            }
             Output::Apply { record } => {
                 if let Err(v) = self.checker.on_apply(node, &record) {
                     self.fail(v);

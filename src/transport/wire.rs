@@ -58,6 +58,7 @@ pub fn encode_forward(forward: &LogForward, batch: &[u8]) -> Result<AlignedVec, 
         records: Vec::new(),
         committed: forward.committed.clone(),
         transfer_to: forward.transfer_to,
+        purge_floor: forward.purge_floor,
     });
     let mut unit = AlignedVec::with_capacity(batch.len() + 256);
     unit.extend_from_slice(batch);
@@ -228,6 +229,7 @@ mod tests {
             records,
             committed: TailBitmap::prefix(3),
             transfer_to: None,
+            purge_floor: 1,
         }
     }
 

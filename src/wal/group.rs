@@ -7,6 +7,7 @@
 
 use super::storage::{Completion, Storage};
 use super::writer::{PlannedWrite, Recovered, Wal, WalError, WalOptions};
+use crate::ids::Lsn;
 use crossbeam::channel::{bounded, Receiver, RecvTimeoutError, Sender, TryRecvError};
 use rkyv::util::AlignedVec;
 use std::collections::VecDeque;
@@ -41,10 +42,17 @@ struct Request {
     done: Done,
 }
 
+/// Called on the writer thread once a purge ran: the segments it recycled.
+pub type PurgeDone = Box<dyn FnOnce(Result<Vec<u64>, WalError>) + Send>;
+
+/// Purges asked for and not yet run, at most: one per snapshot.
+pub const PURGE_QUEUE_MAX: usize = 16;
+
 /// A handle on the writer thread; clones share it.
 #[derive(Clone)]
 pub struct GroupWal {
     requests: Sender<Request>,
+    purges: Sender<(Lsn, PurgeDone)>,
     /// Wakes the writer while it waits on writes in flight.
     notify: Arc<Notify>,
     /// The most writes that were in flight at once.
@@ -101,6 +109,7 @@ impl GroupWal {
     {
         assert!(depth >= 1, "at least one write in flight");
         let (requests, queue) = bounded::<Request>(GROUP_QUEUE_MAX);
+        let (purges, purge_queue) = bounded(PURGE_QUEUE_MAX);
         let (opened, recovered) = bounded(1);
         let (wake, woken) = bounded::<()>(1);
         let writes = Arc::new(AtomicU64::new(0));
@@ -132,7 +141,7 @@ impl GroupWal {
                             notify: &notified,
                             peak_in_flight: &peak,
                         };
-                        write_loop(wal, queue, wake, shared);
+                        write_loop(wal, (queue, purge_queue), wake, shared);
                     }
                     Err(e) => {
                         let _ = opened.send(Err(e));
@@ -146,6 +155,7 @@ impl GroupWal {
         let writer = GroupWriter { thread, preparer };
         let wal = GroupWal {
             requests,
+            purges,
             notify,
             peak_in_flight,
             writes,
@@ -205,6 +215,19 @@ impl GroupWal {
     }
 }
 
+impl GroupWal {
+    /// Asks the writer to purge the segments below `below` (`Wal::purge`):
+    /// it lets the writes in flight finish, starts none meanwhile, purges,
+    /// then calls `done`.
+    pub fn purge(&self, below: Lsn, done: PurgeDone) -> Result<(), WalError> {
+        self.purges
+            .send((below, done))
+            .map_err(|_| WalError::Closed)?;
+        self.notify.notify_one();
+        Ok(())
+    }
+}
+
 /// Tops up the prepared segments each time the writer takes one; ends
 /// with the writer.
 fn prepare_loop(dir: &std::path::Path, size: usize, woken: Receiver<()>) {
@@ -243,7 +266,7 @@ struct LoopShared<'a> {
 
 fn write_loop<S: Storage>(
     mut wal: Wal<S>,
-    queue: Receiver<Request>,
+    (queue, purge_queue): (Receiver<Request>, Receiver<(Lsn, PurgeDone)>),
     wake: Sender<()>,
     shared: LoopShared<'_>,
 ) {
@@ -264,14 +287,22 @@ fn write_loop<S: Storage>(
     let mut planned: VecDeque<Planned> = VecDeque::new();
     let mut in_flight = 0usize;
     let mut closed = false;
+    // Purges wait for the writes in flight; no write starts meanwhile.
+    let mut purges: Vec<(Lsn, PurgeDone)> = Vec::new();
     loop {
-        if in_flight == 0 && held.is_empty() {
+        if in_flight == 0 && held.is_empty() && purges.is_empty() {
             if closed {
                 return;
             }
-            match queue.recv() {
-                Ok(request) => held.push(request),
-                Err(_) => return,
+            crossbeam::channel::select! {
+                recv(queue) -> request => match request {
+                    Ok(request) => held.push(request),
+                    Err(_) => return,
+                },
+                recv(purge_queue) -> purge => match purge {
+                    Ok(purge) => purges.push(purge),
+                    Err(_) => return,
+                },
             }
         }
         loop {
@@ -284,9 +315,15 @@ fn write_loop<S: Storage>(
                 }
             }
         }
+        purges.extend(purge_queue.try_iter());
+        if in_flight == 0 {
+            for (below, done) in purges.drain(..) {
+                done(wal.purge(below));
+            }
+        }
         // What was taken joins one write (up to `WRITE_BYTES_MAX`) once a
         // write may start; the rest, the next.
-        while !held.is_empty() && in_flight < depth {
+        while purges.is_empty() && !held.is_empty() && in_flight < depth {
             let segment = wal.segment();
             let group = take_group(&mut held);
             match plan_group(&mut wal, group, &queue, waiting_for_space) {

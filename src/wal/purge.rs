@@ -1,7 +1,8 @@
 //! Purge (DESIGN.md §4): segments go only as a prefix of the WAL, each only
 //! once everything in it and before it lies below a given LSN (a snapshot
-//! covers it), and never the segment of the newest base or merge frame, which
-//! is where recovery takes `committer` from. A purged segment is recycled as
+//! covers it). A base or merge frame goes too once it lies wholly below: the
+//! caller purges only once the slot file holds that frame's `committer`,
+//! which recovery then takes from the slot. A purged segment is recycled as
 //! a spare: its stale frames never pass for new ones (their `wal_seq`).
 
 use super::scan::{scan, SegmentBytes};
@@ -61,17 +62,11 @@ impl<S: Storage> Wal<S> {
     pub fn purge(&mut self, below: Lsn) -> Result<Vec<u64>, WalError> {
         // A segment still being written is not below anything yet.
         assert_eq!(self.writes_in_flight(), 0, "purge between writes");
-        let newest_base = self
-            .live
-            .iter()
-            .rev()
-            .find(|(_, s)| s.base)
-            .map(|(&i, _)| i);
         let candidates: Vec<u64> = self
             .live
             .keys()
             .copied()
-            .take_while(|&i| i != self.segment && Some(i) != newest_base)
+            .take_while(|&i| i != self.segment)
             .collect();
         let mut purged = Vec::new();
         for index in candidates {
@@ -147,7 +142,7 @@ mod tests {
     }
 
     #[test]
-    fn purge_takes_a_prefix_below_the_lsn_and_keeps_the_newest_base() {
+    fn purge_takes_a_prefix_below_the_lsn() {
         let (mut wal, _) = Wal::open(MemStorage::default(), options()).unwrap();
         let c = LeaderId::new(1, 1);
         append(
@@ -170,8 +165,6 @@ mod tests {
         }
         let before = wal.storage().segments().unwrap();
         assert!(before.len() > 6);
-        // The first segment holds the only base frame: nothing goes.
-        assert!(wal.purge(40).unwrap().is_empty());
         append(
             &mut wal,
             WalEntry::Base {

@@ -79,6 +79,9 @@ pub struct Store {
     pub slot_record: SlotRecord,
     pub wal: GroupWal,
     pub writer: GroupWriter,
+    /// The WAL's first frames were purged: a snapshot holds their records,
+    /// and recovery cannot go on without it.
+    pub purged: bool,
 }
 
 /// Opens `dir` (created if missing): the slot file, then the WAL in
@@ -125,11 +128,16 @@ pub fn open_store(dir: &Path, options: &StoreOptions) -> Result<(Store, Durable)
         // The node offers its snapshot, if it has one, after this.
         snapshot: None,
     };
+    let purged = recovered
+        .frames
+        .first()
+        .is_some_and(|f| f.wal_seq() > super::FIRST_WAL_SEQ);
     let store = Store {
         slot,
         slot_record: record,
         wal,
         writer,
+        purged,
     };
     Ok((store, durable))
 }

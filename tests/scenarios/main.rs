@@ -107,4 +107,5 @@ mod forward;
 mod merge;
 mod read;
 mod seed_readme;
+mod snapshot;
 mod transfer;
