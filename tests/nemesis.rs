@@ -5,7 +5,8 @@
 //! must be linearizable (every acknowledged write present, no stale or
 //! invented read), and every replica must hold the same state. Meanwhile
 //! replicas are asked to `SAVE` snapshots, so that killed nodes restart from
-//! them (and some are killed while writing one).
+//! them (and some are killed while writing one), and with 1 MiB WAL segments
+//! each snapshot lets them delete segments below it.
 //!
 //! `TRAFT_NEMESIS_SECS` sets the seconds of faults (default 60),
 //! `TRAFT_NEMESIS_SEED` the fault schedule (default fixed). On a stall the
@@ -241,7 +242,13 @@ fn history_stays_linearizable_while_nodes_die_and_pause() {
         .ok()
         .and_then(|s| s.parse().ok())
         .unwrap_or(60);
-    let mut cluster = Cluster::start_with_links();
+    // Small segments, so that snapshots let the nodes delete some while
+    // they are killed and restarted.
+    let mut cluster = Cluster::start_custom(true, |c| {
+        for args in &mut c.extra_args {
+            args.extend(["--segment-kib".to_string(), "1024".to_string()]);
+        }
+    });
     let start = Instant::now();
     let faults_end = start + Duration::from_secs(secs);
     let end = faults_end + Duration::from_secs(5);
@@ -374,9 +381,9 @@ fn history_stays_linearizable_while_nodes_die_and_pause() {
             .sum()
     };
     let restored = logged("restored from its snapshot");
-    let set_aside = logged("its snapshot covers LSNs the log does not hold");
+    let purges = logged("WAL segments below LSN");
     eprintln!(
-        "nemesis: seed {seed}, {secs} s of faults, {kills} kills, {pauses} pauses, {partitions} partitions, {saves} snapshots saved; restarts from a snapshot {restored}, with one set aside {set_aside}; {} operations acknowledged, {} of unknown outcome, {} refused; {} acknowledged in the 5 s after faults stopped; converged {:.1} s after the clients stopped; linearizability ({:.1} s): {checked:?}",
+        "nemesis: seed {seed}, {secs} s of faults, {kills} kills, {pauses} pauses, {partitions} partitions, {saves} snapshots saved; restarts from a snapshot {restored}; WAL purges {purges}; {} operations acknowledged, {} of unknown outcome, {} refused; {} acknowledged in the 5 s after faults stopped; converged {:.1} s after the clients stopped; linearizability ({:.1} s): {checked:?}",
         tally.ok, tally.unknown, tally.refused, tally.ok_after_faults,
         converged.duration_since(end).as_secs_f64(),
         converged.elapsed().as_secs_f64(),
@@ -384,6 +391,7 @@ fn history_stays_linearizable_while_nodes_die_and_pause() {
     let checked = checked.unwrap_or_else(|e| panic!("{e}\nlogs:\n{}", cluster.logs()));
     assert!(checked > 100, "only {checked} operations checked");
     assert!(saves > 10, "only {saves} snapshots saved");
+    assert!(purges > 0, "{saves} snapshots saved, no WAL segment purged");
     assert!(
         kills < 4 || restored > 0,
         "{kills} kills, no restart from a snapshot"

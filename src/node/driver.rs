@@ -330,7 +330,9 @@ impl<S: StateMachine> Driver<S> {
                     metrics.wal_purges.fetch_add(1, Ordering::Relaxed);
                     let n = segments.len() as u64;
                     metrics.wal_segments_purged.fetch_add(n, Ordering::Relaxed);
-                    tracing::debug!("node {id}: purged {n} WAL segments below LSN {below}");
+                    if n > 0 {
+                        tracing::info!("node {id}: purged {n} WAL segments below LSN {below}");
+                    }
                 }
                 Err(e) => tracing::warn!("node {id}: WAL purge below LSN {below} failed: {e}"),
             }),
