@@ -476,3 +476,45 @@ fn r2b_mutant_calling_it_corruption_demotes_the_replica() {
         ..Default::default()
     }));
 }
+
+/// R3: F's segment 0 holds M's uncommitted Z@70; segment 1 K's base frame
+/// (keeping ≤ 60, dropping 70) and K's 61..=64; segment 2 K's later record.
+/// Applied reaches 65 and the WAL is purged below it. Segments go only as a
+/// prefix: segment 0 reaches 70, so nothing goes. The mutant deletes segment
+/// 1 and keeps 0; F restarts with committer K (from the slot) and M's Z@70.
+fn r3(prefix_only: bool) -> Replica<KvConflicts> {
+    let mut wal = Wal::open(MemStorage::default(), options(1, ScanRules::default()))
+        .expect("open")
+        .0;
+    // Frames sized so that each of the three lands in a segment of its own.
+    for e in [
+        batch(M, records(M, 70..=70, 40_000)),
+        base(K, TailBitmap::prefix(61), records(K, 61..=64, 9_000)),
+        batch(K, records(K, 65..=65, 40_000)),
+    ] {
+        wal.append(&mut [entry::encode(&e).unwrap()]).unwrap();
+    }
+    assert_eq!(wal.segment(), 2, "three segments");
+    let purged = if prefix_only {
+        wal.purge(65).unwrap()
+    } else {
+        wal.purge_not_only_a_prefix(65).unwrap()
+    };
+    assert_eq!(purged.is_empty(), prefix_only);
+    let (_, entries, _) = recover(wal.into_storage(), 2, ScanRules::default());
+    replica(durable(slot(3, K, K), entries), Mutations::default())
+}
+
+#[test]
+fn r3_segments_go_only_as_a_prefix() {
+    let r = r3(true);
+    assert_eq!(r.committer(), K);
+    assert!(!holds_m_after(&r, 70));
+}
+
+#[test]
+fn r3_mutant_purging_past_a_kept_segment_revives_a_dropped_record() {
+    let r = r3(false);
+    assert_eq!(r.committer(), K);
+    assert!(holds_m_after(&r, 70), "M's Z@70 under committer K (P1)");
+}

@@ -97,6 +97,8 @@ pub struct Mutations {
     /// F1: a replica purges whatever its durable snapshot holds, though a
     /// member may still need those records from it.
     pub purge_below_snapshot_alone: bool,
+    /// S3a: a purge does not wait for the slot file to hold `committer`.
+    pub purge_ignores_slot: bool,
     /// Classic Raft's one vote per term instead of greater-or-equal voting.
     /// Not a mutant: the baseline the "less conflict" measurement compares to.
     pub classic_vote: bool,
@@ -133,6 +135,11 @@ pub const MUTANTS: &[(&str, &str, &str)] = &[
         "F1",
         "purge-below-snapshot-alone",
         "records are purged only below the purge floor: LSNs every member holds durably as committed",
+    ),
+    (
+        "S3a",
+        "purge-ignores-slot",
+        "a purge waits for the slot file to hold committer: the segments it deletes may hold the only base frame naming it",
     ),
     (
         "N8a",
@@ -361,6 +368,7 @@ impl Mutations {
             "R4" => m.reads_dont_hold_writes = true,
             "A3" => m.reads_need_own_commit = true,
             "F1" => m.purge_below_snapshot_alone = true,
+            "S3a" => m.purge_ignores_slot = true,
             _ => return None,
         }
         Some(m)

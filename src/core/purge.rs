@@ -76,7 +76,8 @@ impl<C: Conflicts> Replica<C> {
             // A purge waits for its frame and for the slot: the segments it
             // deletes may hold the only base frame naming `committer`, which
             // recovery then takes from the slot's copy (S3a).
-            let slot_holds = self.slot_in_flight.is_none() && self.slot.committer == self.committer;
+            let slot_holds = self.mutations.purge_ignores_slot
+                || (self.slot_in_flight.is_none() && self.slot.committer == self.committer);
             if !self.writes.contains_key(&pending.write) && slot_holds {
                 self.pending_purge = None;
                 self.purge(pending.below);

@@ -1052,7 +1052,7 @@ impl<C: Conflicts> Replica<C> {
             ),
         };
         format!(
-            "now {}; {role}; vote {:?}; committer {:?}; slot {:?}/{:?}{}{}; writes in flight {}; slot write in flight {}; last refusal {:?}; dropped out of reach {}",
+            "now {}; {role}; vote {:?}; committer {:?}; slot {:?}/{:?}{}{}; writes in flight {}; slot write in flight {}; last refusal {:?}; dropped out of reach {}; purge floor {}, snapshot prefix {}, purged below {}, bases blocked {}",
             self.now,
             self.vote,
             self.committer,
@@ -1065,6 +1065,10 @@ impl<C: Conflicts> Replica<C> {
             self.slot_in_flight.is_some(),
             self.last_refusal,
             self.out_of_reach,
+            self.purge_floor,
+            self.snapshot.first_unset(),
+            self.purged.first_unset(),
+            self.bases_blocked,
         )
     }
 }

@@ -60,6 +60,18 @@ impl<S: Storage> Wal<S> {
     /// Recycles every segment of the WAL's prefix whose frames all lie below
     /// `below`; returns the indexes it took.
     pub fn purge(&mut self, below: Lsn) -> Result<Vec<u64>, WalError> {
+        self.purge_segments(below, true)
+    }
+
+    /// The R3 mutant (tests only): recycles every segment wholly below
+    /// `below`, not only a prefix, so a base frame can go while records it
+    /// dropped stay.
+    #[doc(hidden)]
+    pub fn purge_not_only_a_prefix(&mut self, below: Lsn) -> Result<Vec<u64>, WalError> {
+        self.purge_segments(below, false)
+    }
+
+    fn purge_segments(&mut self, below: Lsn, prefix_only: bool) -> Result<Vec<u64>, WalError> {
         // A segment still being written is not below anything yet.
         assert_eq!(self.writes_in_flight(), 0, "purge between writes");
         let candidates: Vec<u64> = self
@@ -71,7 +83,10 @@ impl<S: Storage> Wal<S> {
         let mut purged = Vec::new();
         for index in candidates {
             if self.reach(index)?.max_lsn.is_some_and(|m| m >= below) {
-                break;
+                if prefix_only {
+                    break;
+                }
+                continue;
             }
             purged.push(index);
         }

@@ -111,3 +111,80 @@ fn f1_mutant_purging_below_its_snapshot_alone_stalls() {
         "liveness bound: C never gets 0..5"
     );
 }
+
+/// S3a (second mutant): A, B, C committed 0..5, cut snapshots and purged
+/// them. C campaigns, and a new leader takes over (C, or A again); B writes
+/// its base frame, and its slot write of the new committer stays in flight.
+/// The leader commits 5..10, all cut snapshots again, and the floor reaches
+/// 10. A purge below 10 may delete the base frame, the only frame naming
+/// B's committer: the rule waits for the slot. The mutant purges; B crashes
+/// before its slot write lands and restarts with A's first leadership as
+/// committer (the slot's copy): its committer fell.
+fn s3a(mutations: Mutations) -> Script {
+    let mut s = purged_everywhere(mutations);
+    let b = 2;
+    s.slow_disks.insert(b);
+    let old = s.replica(b).committer();
+    s.campaign(3);
+    // B's WAL writes land as they come; its slot writes land only while
+    // its committer is the old one.
+    let step = |s: &mut Script| {
+        for id in s.wal_in_flight(b) {
+            s.complete_wal(b, id);
+        }
+        if s.replica(b).committer() == old {
+            s.complete_slot(b);
+        }
+    };
+    let end = s.now() + 500 * MS;
+    while s.now() < end && s.replica(b).committer() == old {
+        s.deliver(|_| true);
+        step(&mut s);
+        s.advance(MS);
+    }
+    assert_ne!(s.replica(b).committer(), old, "B follows a new base");
+    let leader = s.replica(b).committer().node;
+    let ids: Vec<u64> = (5..10)
+        .map(|v| s.propose(leader, KvOp::Set { key: v, value: v }))
+        .collect();
+    let end = s.now() + 500 * MS;
+    while s.now() < end && !(1..=3).all(|n| s.replica(n).applied().first_unset() >= 10) {
+        s.deliver(|_| true);
+        step(&mut s);
+        s.advance(MS);
+    }
+    assert!(ids.iter().all(|&id| succeeded(&s, id)));
+    for n in 1..=3 {
+        s.snapshot(n);
+    }
+    let end = s.now() + 500 * MS;
+    while s.now() < end && s.replica(b).purge_floor() < 10 {
+        s.deliver(|_| true);
+        step(&mut s);
+        s.advance(MS);
+    }
+    assert!(s.replica(b).purge_floor() >= 10, "the floor reached 10");
+    for _ in 0..50 {
+        s.deliver(|_| true);
+        step(&mut s);
+        s.advance(MS);
+    }
+    s.crash_and_restart(b);
+    s
+}
+
+#[test]
+fn s3a_purge_waits_for_the_slot() {
+    let s = s3a(Mutations::default());
+    assert_eq!(s.violation, None);
+    assert!(s.replica(2).purged().first_unset() < 10, "B has not purged");
+}
+
+#[test]
+fn s3a_mutant_purging_before_the_slot_holds_committer_is_caught() {
+    let s = s3a(Mutations {
+        purge_ignores_slot: true,
+        ..Default::default()
+    });
+    assert_caught(&s, "I2");
+}
