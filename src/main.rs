@@ -204,7 +204,7 @@ fn sim(args: SimArgs) -> Result<()> {
     let started = std::time::Instant::now();
     let (mut steps, mut chosen, mut crashes) = (0u64, 0usize, 0u64);
     let (mut reads, mut transfers, mut cuts) = (0u64, 0u64, 0u64);
-    let (mut from_cut, mut purges) = (0u64, 0u64);
+    let (mut from_cut, mut purges, mut from_purged) = (0u64, 0u64, 0u64);
     for seed in args.start..args.start + args.seeds {
         let mut cfg = SimConfig::new(args.replicas, seed);
         cfg.strict = args.strict;
@@ -227,6 +227,7 @@ fn sim(args: SimArgs) -> Result<()> {
                 cuts += report.snapshots;
                 from_cut += report.restarts_from_snapshot;
                 purges += report.purges;
+                from_purged += report.restarts_purged;
             }
             Err(failure) => {
                 println!("{failure}");
@@ -235,7 +236,7 @@ fn sim(args: SimArgs) -> Result<()> {
         }
     }
     println!(
-        "{} seeds from {} with {} replicas: no violations ({} steps, {} chosen LSNs, {} reads served, {} crashes, {} transfers asked, {} snapshot cuts, {} restarts from one, {} WAL purges, {:.1} s)",
+        "{} seeds from {} with {} replicas: no violations ({} steps, {} chosen LSNs, {} reads served, {} crashes, {} transfers asked, {} snapshot cuts, {} restarts from one ({} with a purged log), {} WAL purges, {:.1} s)",
         args.seeds,
         args.start,
         args.replicas,
@@ -246,6 +247,7 @@ fn sim(args: SimArgs) -> Result<()> {
         transfers,
         cuts,
         from_cut,
+        from_purged,
         purges,
         started.elapsed().as_secs_f64()
     );

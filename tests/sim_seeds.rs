@@ -54,8 +54,11 @@ fn same_seed_same_trace() {
 
 /// Snapshot cuts asked of random replicas every ~50 ms of simulated time,
 /// under every fault: each finds no apply in flight and a state equal to the
-/// serial apply of its applied set (checked in the simulator), and restarts
-/// start from the last cut (the state checks then cover the restore).
+/// serial apply of its applied set (checked in the simulator), restarts
+/// start from the last cut (the state checks then cover the restore), and
+/// each durable cut lets replicas purge their records and WAL below the
+/// purge floor (the checker then accepts an LSN held without its record only
+/// if it was chosen).
 #[test]
 fn snapshot_cuts_seeds() {
     let reports = run_seeds(3, 0, 200, |cfg| cfg.snapshot_every = 50_000_000)
@@ -64,4 +67,11 @@ fn snapshot_cuts_seeds() {
     let restored: u64 = reports.iter().map(|r| r.restarts_from_snapshot).sum();
     assert!(cuts > 20_000, "{cuts} cuts checked");
     assert!(restored > 500, "{restored} restarts from a cut");
+    let purges: u64 = reports.iter().map(|r| r.purges).sum();
+    assert!(purges > 20_000, "{purges} WAL purges");
+    let from_purged: u64 = reports.iter().map(|r| r.restarts_purged).sum();
+    assert!(
+        from_purged > 200,
+        "{from_purged} restarts from a purged log"
+    );
 }

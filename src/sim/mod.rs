@@ -176,6 +176,8 @@ pub struct Report {
     pub restarts_from_snapshot: u64,
     /// WAL purges carried out (each below a durable snapshot).
     pub purges: u64,
+    /// Restarts whose log lacked records its snapshot holds (purged).
+    pub restarts_purged: u64,
     /// In an election race: time from the timers firing to the first
     /// established leader.
     pub race_time: Option<Nanos>,
@@ -773,6 +775,9 @@ impl Sim {
             Some((_, state)) => {
                 assert!(replica.from_snapshot(), "recovery takes the snapshot");
                 self.report.restarts_from_snapshot += 1;
+                if !replica.purged().is_empty() {
+                    self.report.restarts_purged += 1;
+                }
                 state.clone()
             }
             None => KvState::default(),
