@@ -30,6 +30,35 @@ pub struct WalBenchArgs {
     /// Directory for the segments (default: a fresh temporary directory).
     #[arg(long)]
     dir: Option<PathBuf>,
+    /// Rounds per size: each measures the floor again, then every case;
+    /// figures are medians over the rounds, the ratio to the floor with
+    /// its range (the disk here moves by ±20% from minute to minute).
+    #[arg(long, default_value_t = 1)]
+    rounds: usize,
+}
+
+/// One case's figures in one round.
+struct Measured {
+    appends_per_sec: f64,
+    mb_per_sec: f64,
+    p50_us: f64,
+    p99_us: f64,
+    per_write: f64,
+    peak_in_flight: u64,
+}
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    match values.len() {
+        0 => 0.0,
+        n if n % 2 == 1 => values[n / 2],
+        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
+    }
+}
+
+/// The median of `f` over `rounds`.
+fn med<T>(rounds: &[T], f: impl Fn(&T) -> f64) -> f64 {
+    median(rounds.iter().map(f).collect())
 }
 
 /// More bytes per second than this disk writes (the floor's file holds a
@@ -46,13 +75,15 @@ pub fn run(args: WalBenchArgs) -> Result<()> {
     };
     let duration = Duration::from_secs_f64(args.duration);
     println!(
-        "WAL durable appends ({}) in {} ({:.1} s per case); floor: one O_DIRECT pwrite + fdatasync at a time",
+        "WAL durable appends ({}) in {} ({:.1} s per case, {} round{}: medians, and the range of the ratio to each round's floor); floor: one O_DIRECT pwrite + fdatasync at a time",
         if args.fdatasync { "write, then fdatasync" } else { "O_DSYNC writes" },
         dir.display(),
-        args.duration
+        args.duration,
+        args.rounds,
+        if args.rounds == 1 { "" } else { "s" }
     );
     println!(
-        "{:>8} {:>5} {:>9} {:>6} | {:>10} {:>8} {:>8} {:>8} {:>8} | {:>10} {:>8} {:>8} {:>8} | {:>7} {:>9}",
+        "{:>8} {:>5} {:>9} {:>6} | {:>10} {:>8} {:>8} {:>8} {:>8} | {:>10} {:>8} {:>8} {:>8} | {:>7} {:>9} {:>9}",
         "bytes",
         "appnd",
         "backend",
@@ -67,8 +98,10 @@ pub fn run(args: WalBenchArgs) -> Result<()> {
         "p50 µs",
         "p99 µs",
         "MB/s %",
-        "× 1 appnd"
+        "× 1 appnd",
+        "range"
     );
+    anyhow::ensure!(args.rounds >= 1, "at least one round");
     for &bytes in &args.bytes {
         let floor_config = FloorConfig {
             records_per_append: 1,
@@ -78,11 +111,27 @@ pub fn run(args: WalBenchArgs) -> Result<()> {
             // rewriting a small file measures a cache, not the disk.
             file_size: ((args.duration * FASTEST_DISK) as u64).next_multiple_of(1 << 20),
         };
-        let f = floor::run(dir, &floor_config).context("the raw floor")?;
-        let fus = |q: f64| f.latency.value_at_quantile(q) as f64 / 1e3;
-        for &in_flight in &args.in_flight {
-            let mut single = None;
-            for &appenders in &args.appenders {
+        let cases: Vec<(usize, usize)> = args
+            .in_flight
+            .iter()
+            .flat_map(|&f| args.appenders.iter().map(move |&a| (f, a)))
+            .collect();
+        let mut floors: Vec<Measured> = Vec::new();
+        // Per case, per round: its figures and its ratio to that round's floor.
+        let mut results: Vec<Vec<(Measured, f64)>> = cases.iter().map(|_| Vec::new()).collect();
+        let mut backend_name = "";
+        for _ in 0..args.rounds {
+            let f = floor::run(dir, &floor_config).context("the raw floor")?;
+            let fus = |q: f64| f.latency.value_at_quantile(q) as f64 / 1e3;
+            floors.push(Measured {
+                appends_per_sec: f.appends_per_sec(),
+                mb_per_sec: f.mb_per_sec(),
+                p50_us: fus(0.5),
+                p99_us: fus(0.99),
+                per_write: 1.0,
+                peak_in_flight: 1,
+            });
+            for (i, &(in_flight, appenders)) in cases.iter().enumerate() {
                 let config = WalBenchConfig {
                     bytes,
                     appenders,
@@ -94,18 +143,57 @@ pub fn run(args: WalBenchArgs) -> Result<()> {
                     prepare_for: 1.5 * f.mb_per_sec() * 1e6,
                 };
                 let r = wal::run(dir, &config).context("WAL appends")?;
+                backend_name = r.backend;
                 let us = |q: f64| r.latency.value_at_quantile(q) as f64 / 1e3;
-                let one = *single.get_or_insert(r.appends_per_sec());
-                println!(
-                    "{:>8} {:>5} {:>9} {:>3}/{:<2} | {:>10.0} {:>8.1} {:>8.1} {:>8.1} {:>8.1} | {:>10.0} {:>8.1} {:>8.1} {:>8.1} | {:>6.0}% {:>8.1}×",
-                    bytes, appenders, r.backend, r.peak_in_flight, in_flight,
-                    r.appends_per_sec(), r.mb_per_sec(), us(0.5), us(0.99),
-                    r.appends as f64 / r.writes.max(1) as f64,
-                    f.appends_per_sec(), f.mb_per_sec(), fus(0.5), fus(0.99),
-                    100.0 * r.mb_per_sec() / f.mb_per_sec(),
-                    r.appends_per_sec() / one
-                );
+                let ratio = r.mb_per_sec() / f.mb_per_sec();
+                let measured = Measured {
+                    appends_per_sec: r.appends_per_sec(),
+                    mb_per_sec: r.mb_per_sec(),
+                    p50_us: us(0.5),
+                    p99_us: us(0.99),
+                    per_write: r.appends as f64 / r.writes.max(1) as f64,
+                    peak_in_flight: r.peak_in_flight,
+                };
+                results[i].push((measured, ratio));
             }
+        }
+        let floor_row = |m: &dyn Fn(&Measured) -> f64| med(&floors, m);
+        let mut single = None;
+        for (i, &(in_flight, appenders)) in cases.iter().enumerate() {
+            let rounds = &results[i];
+            let rate = med(rounds, |(m, _)| m.appends_per_sec);
+            // Each group of cases (one `in_flight`) starts with its first
+            // number of appenders: the base of the last column.
+            let one = match single {
+                Some(one) if appenders != args.appenders[0] => one,
+                _ => rate,
+            };
+            single = Some(one);
+            let ratios: Vec<f64> = rounds.iter().map(|(_, r)| 100.0 * r).collect();
+            let (lo, hi) = ratios
+                .iter()
+                .fold((f64::MAX, f64::MIN), |(lo, hi), &r| (lo.min(r), hi.max(r)));
+            println!(
+                "{:>8} {:>5} {:>9} {:>3}/{:<2} | {:>10.0} {:>8.1} {:>8.1} {:>8.1} {:>8.1} | {:>10.0} {:>8.1} {:>8.1} {:>8.1} | {:>6.0}% {:>8.1}× {:>4.0}–{:.0}%",
+                bytes,
+                appenders,
+                backend_name,
+                rounds.iter().map(|(m, _)| m.peak_in_flight).max().unwrap_or(0),
+                in_flight,
+                rate,
+                med(rounds, |(m, _)| m.mb_per_sec),
+                med(rounds, |(m, _)| m.p50_us),
+                med(rounds, |(m, _)| m.p99_us),
+                med(rounds, |(m, _)| m.per_write),
+                floor_row(&|m| m.appends_per_sec),
+                floor_row(&|m| m.mb_per_sec),
+                floor_row(&|m| m.p50_us),
+                floor_row(&|m| m.p99_us),
+                median(ratios.clone()),
+                rate / one,
+                lo,
+                hi
+            );
         }
     }
     Ok(())
