@@ -158,11 +158,12 @@ fn recover_segments(bytes: &[u8]) -> Option<usize> {
         .take(FUZZ_SEGMENTS_MAX)
         .enumerate()
     {
-        let mut segment = vec![0u8; FUZZ_SEGMENT_SIZE];
-        segment[..chunk.len()].copy_from_slice(chunk);
+        let mut segment = rkyv::util::AlignedVec::<{ crate::wal::BLOCK }>::new();
+        segment.extend_from_slice(chunk);
+        segment.resize(FUZZ_SEGMENT_SIZE, 0);
         let index = index as u64;
         storage.prepare(index, FUZZ_SEGMENT_SIZE).expect("memory");
-        storage.write(index, 0, &segment).expect("memory");
+        storage.write(index, 0, &[&segment]).expect("memory");
         storage.sync(index).expect("memory");
     }
     recover(storage)

@@ -10,7 +10,9 @@ use traft::core::{
 use traft::frame::{set_wal_fields, Frame, Record, WalFields, HEADER_LEN};
 use traft::sim::kv::KvConflicts;
 use traft::sim::script::Script;
-use traft::wal::{entry, scan_with, slot, MemStorage, ScanRules, SegmentBytes, Wal, WalOptions};
+use traft::wal::{
+    entry, scan_with, slot, MemStorage, ScanRules, SegmentBytes, Storage, Wal, WalOptions,
+};
 use traft::{LeaderId, TailBitmap};
 
 const M: LeaderId = LeaderId { term: 1, node: 1 };
@@ -387,16 +389,20 @@ fn r2a_mutant_accepting_any_valid_frame_replays_them() {
 fn n0(rules: ScanRules) -> Replica<KvConflicts> {
     let m_base = base(M, TailBitmap::new(), records(M, 0..=4, 8));
     let first_len = entry::encode(&m_base).unwrap().len();
-    // M's frame 2 ends at the first block boundary, so that frame 3 lies in
-    // the next block, beyond the zero padding of the writer's next write.
+    // M's frame 2 ends at the third block boundary, so that frame 3 lies
+    // beyond the zero padding of the writer's next write and beyond the
+    // window recovery clears past the end (N0b): only the incarnation
+    // rule stands between it and the log.
     let block = traft::wal::BLOCK;
-    let m2 = (0..4096)
+    let frame_3_at = 3 * block;
+    assert!(first_len + traft::wal::PADDING_MAX <= frame_3_at);
+    let m2 = (0..frame_3_at)
         .map(|len| batch(M, records(M, 5..=6, len)))
-        .find(|e| first_len + entry::encode(e).unwrap().len() == block)
+        .find(|e| first_len + entry::encode(e).unwrap().len() == frame_3_at)
         .expect("a command length ending frame 2 at the block boundary");
-    let m2_len = block - first_len;
+    let m2_len = frame_3_at - first_len;
     // K's base frame (with K's own record at 10), as long as M's frame 2.
-    let k_base = (0..4096)
+    let k_base = (0..frame_3_at)
         .map(|len| base(K, TailBitmap::prefix(5), records(K, 10..=10, len)))
         .find(|e| entry::encode(e).unwrap().len() == m2_len)
         .expect("a command length giving the same frame length");
@@ -517,4 +523,67 @@ fn r3_mutant_purging_past_a_kept_segment_revives_a_dropped_record() {
     let r = r3(false);
     assert_eq!(r.committer(), K);
     assert!(holds_m_after(&r, 70), "M's Z@70 under committer K (P1)");
+}
+
+/// N0b: in a recycled segment, M's base frame (`wal_seq` 1, block 0) and
+/// frame 2 (M's 5..=6, block 1: planned while block 0 was in flight) were
+/// written together. Frame 2's write completed; frame 1's tore after its
+/// last byte, so the old lap's bytes (here 0xab) still follow it instead
+/// of the zero padding. Recovery cuts at frame 1's end (frame 2 vouches
+/// only below itself). The writer's next frame, K's base, does not fit in
+/// the rest of the segment: it rewrites block 0 zero-padded and starts
+/// segment 1; durable, acknowledged; crash. Nothing newer lies between
+/// frame 1 and the stale frame 2, so the padding rule steps to it; the
+/// mutant (no clearing past the end at recovery) returns M's 5..=6 and
+/// loses K's base.
+fn n0b(rules: ScanRules) -> Vec<WalEntry> {
+    let block = traft::wal::BLOCK;
+    let m_base = base(M, TailBitmap::new(), records(M, 0..=4, 8));
+    let mut bytes = image(&[(m_base, fields(1, 1, 1))], block);
+    let end = entry::encode(&base(M, TailBitmap::new(), records(M, 0..=4, 8)))
+        .unwrap()
+        .len();
+    bytes[end..end + 40].fill(0xab);
+    let stale = image(&[(batch(M, records(M, 5..=6, 8)), fields(2, 1, 1))], block);
+    bytes.extend_from_slice(&stale);
+    let size = options(1, rules).segment_size;
+    let mut storage = MemStorage::default();
+    storage.prepare(0, size).unwrap();
+    let mut aligned = AlignedVec::<{ traft::wal::BLOCK }>::new();
+    aligned.extend_from_slice(&bytes);
+    storage.write(0, 0, &[&aligned]).unwrap();
+    storage.sync(0).unwrap();
+    let (storage, entries, corrupt) = recover(storage, 2, rules);
+    assert_eq!(entries.len(), 1, "cut at the torn write");
+    assert!(!corrupt);
+    let mut wal = Wal::open(storage, options(2, rules)).expect("open").0;
+    // K's base frame, too large for what is left of segment 0.
+    let k_base = (size - block..size)
+        .map(|len| base(K, TailBitmap::prefix(5), records(K, 10..=10, len)))
+        .find(|e| entry::encode(e).unwrap().len() > size - end)
+        .expect("a command length that fills more than the rest");
+    wal.append(&mut [entry::encode(&k_base).unwrap()]).unwrap();
+    assert_eq!(wal.segment(), 1, "it rolled over");
+    let (_, entries, _) = recover(wal.into_storage(), 3, rules);
+    entries
+}
+
+#[test]
+fn n0b_recovery_clears_past_the_end_and_the_acked_base_survives() {
+    let entries = n0b(ScanRules::default());
+    assert_eq!(entries.len(), 2);
+    assert!(matches!(&entries[1], WalEntry::Base { committer, .. } if *committer == K));
+}
+
+#[test]
+fn n0b_mutant_not_clearing_brings_the_cut_frame_back_and_loses_the_base() {
+    let entries = n0b(ScanRules {
+        clear_past_the_end: false,
+        ..Default::default()
+    });
+    assert_eq!(entries.len(), 2);
+    assert!(
+        matches!(&entries[1], WalEntry::Records { committer, .. } if *committer == M),
+        "M's cut frame is back, K's acknowledged base is gone"
+    );
 }

@@ -23,6 +23,9 @@ pub struct FloorConfig {
     pub duration: Duration,
     /// Size of the pre-zeroed file; appends wrap around inside it.
     pub file_size: u64,
+    /// Copy each append's bytes into the write buffer before writing it,
+    /// as a log that stages its frames must (timed with the append).
+    pub copy_in: bool,
 }
 
 #[derive(Clone, Debug)]
@@ -75,7 +78,8 @@ fn append_bytes(config: &FloorConfig) -> io::Result<AlignedVec<BLOCK>> {
 /// Runs the floor measurement in `dir`.
 pub fn run(dir: &Path, config: &FloorConfig) -> io::Result<FloorReport> {
     let path = dir.join("floor.dat");
-    let buf = append_bytes(config)?;
+    let mut buf = append_bytes(config)?;
+    let source = buf.to_vec();
     let file_size = config
         .file_size
         .max(buf.len() as u64 * 4)
@@ -99,6 +103,9 @@ pub fn run(dir: &Path, config: &FloorConfig) -> io::Result<FloorReport> {
             at = 0;
         }
         let t0 = Instant::now();
+        if config.copy_in {
+            buf.copy_from_slice(&source);
+        }
         file.write_all_at(&buf, at)?;
         file.sync_data()?;
         latency.saturating_record(t0.elapsed().as_nanos() as u64);

@@ -94,6 +94,7 @@ fn run_cluster(args: ClusterArgs) -> Result<()> {
             value_size: args.value_size,
             duration: Duration::from_secs(1),
             file_size: 64 << 20,
+            copy_in: false,
         },
     )
     .context("the durable-append floor")?;

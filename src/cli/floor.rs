@@ -24,6 +24,11 @@ pub struct FloorArgs {
     /// Print one JSON object per case instead of a table.
     #[arg(long)]
     json: bool,
+    /// Copy each append into the write buffer before writing it (as a log
+    /// that stages its frames does): shows what writing memory the CPU has
+    /// just written costs against memory it has not.
+    #[arg(long)]
+    copy_in: bool,
 }
 
 pub fn run(args: FloorArgs) -> Result<()> {
@@ -54,6 +59,7 @@ pub fn run(args: FloorArgs) -> Result<()> {
             value_size: args.value_size,
             duration: Duration::from_secs_f64(args.duration),
             file_size: 64 << 20,
+            copy_in: args.copy_in,
         };
         let r = floor::run(&dir, &config)
             .with_context(|| format!("durable appends in {}", dir.display()))?;

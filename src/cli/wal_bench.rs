@@ -110,6 +110,7 @@ pub fn run(args: WalBenchArgs) -> Result<()> {
             // Fresh pre-zeroed space for the whole run, as the WAL writes:
             // rewriting a small file measures a cache, not the disk.
             file_size: ((args.duration * FASTEST_DISK) as u64).next_multiple_of(1 << 20),
+            copy_in: false,
         };
         let cases: Vec<(usize, usize)> = args
             .in_flight

@@ -5,6 +5,7 @@
 //! returns only once the durable mark, which moves over the contiguous
 //! prefix of completed writes, has passed its frames.
 
+use super::gather::LentFrame;
 use super::storage::{Completion, Storage};
 use super::writer::{PlannedWrite, Recovered, Wal, WalError, WalOptions};
 use crate::ids::Lsn;
@@ -345,12 +346,12 @@ fn write_loop<S: Storage>(
                                 (result.is_ok(), result)
                             }
                             None => {
-                                let result = wal.storage_mut().write_durable(
-                                    segment,
-                                    write.offset,
-                                    &write.bytes,
-                                );
-                                wal.recycle(write.bytes);
+                                let pieces = write.bytes.pieces();
+                                let result =
+                                    wal.storage_mut()
+                                        .write_durable(segment, write.offset, &pieces);
+                                drop(pieces);
+                                give_back(&mut planned, wal.write_over(write.bytes));
                                 (false, result)
                             }
                         };
@@ -376,9 +377,9 @@ fn write_loop<S: Storage>(
                 .pipeline()
                 .expect("writes in flight only with a pipeline")
                 .wait(notify);
-            for Completion { id, result, buffer } in done {
+            for Completion { id, result, bytes } in done {
                 in_flight -= 1;
-                wal.recycle(buffer);
+                give_back(&mut planned, wal.write_over(bytes));
                 if let Err(e) = wal.completed(id, result) {
                     fail_all(planned.drain(..).map(|p| p.done), e);
                 }
@@ -388,6 +389,19 @@ fn write_loop<S: Storage>(
         while planned.front().is_some_and(|p| p.end <= mark) {
             let p = planned.pop_front().expect("checked");
             (p.done)(Ok(p.first), p.frames);
+        }
+    }
+}
+
+/// Hands frames lent to a write that is over back to their appends; the
+/// frames of an append that failed meanwhile go.
+fn give_back(planned: &mut VecDeque<Planned>, lent: Vec<LentFrame>) {
+    for LentFrame { wal_seq, frame } in lent {
+        let owner = planned
+            .iter_mut()
+            .find(|p| (p.first..p.end).contains(&wal_seq));
+        if let Some(p) = owner {
+            p.frames[(wal_seq - p.first) as usize] = frame;
         }
     }
 }

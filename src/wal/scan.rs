@@ -4,10 +4,11 @@
 //! carries exactly the next `wal_seq`, and an `incarnation` not below the
 //! previous frame's. A segment's frames end where the next one fails; the log
 //! goes on in the next segment only if that segment starts with the next
-//! frame, and within a segment past zeros up to the next block boundary if
-//! the next frame starts there (a write planned while the one before it was
-//! in flight starts on a fresh block). The first failure that does not
-//! continue ends the log. That end is
+//! frame, and within a segment past fewer than `PADDING_MAX` zeros if the
+//! next frame starts right after them (a write planned while the one before
+//! it was in flight starts on a fresh block; a large frame written from its
+//! own memory starts where that memory's blocks fall on the disk's). The
+//! first failure that does not continue ends the log. That end is
 //! corruption only if a valid frame further on says, through its
 //! `durable_upto`, that the failed frame was durable; otherwise the frames
 //! after it were never durable (a torn write) and are cut. Frames of an
@@ -85,6 +86,9 @@ pub struct ScanRules {
     pub incarnation: bool,
     /// R2b: a failed frame is corruption only if a later one vouches for it.
     pub vouched_only: bool,
+    /// N0b: the writer zeroes the padding window past the recovered end
+    /// before it appends (`Wal::open`).
+    pub clear_past_the_end: bool,
 }
 
 impl Default for ScanRules {
@@ -93,6 +97,7 @@ impl Default for ScanRules {
             next_seq: true,
             incarnation: true,
             vouched_only: true,
+            clear_past_the_end: true,
         }
     }
 }
@@ -151,19 +156,17 @@ pub fn scan_with<'a>(segments: &[SegmentBytes<'a>], rules: ScanRules) -> Scan<'a
                 }
                 Err(reason) => {
                     let expected = started.then_some(scan.next_seq);
-                    // A write planned while the one before it was in flight
-                    // starts at the next block; the zeros up to it are that
-                    // earlier write's padding.
-                    let block_end = offset.next_multiple_of(BLOCK);
+                    // Zeros may stand between two frames: a write planned
+                    // while the one before it was in flight starts at the
+                    // next block, and a large frame written from its own
+                    // memory starts where that memory's blocks fall.
                     let padded = started
-                        && offset % BLOCK != 0
-                        && block_end < segment.bytes.len()
-                        && segment.bytes[offset..block_end].iter().all(|&b| b == 0);
-                    if padded
-                        && accept(segment.bytes, block_end, expected, scan.incarnation, rules)
-                            .is_ok()
-                    {
-                        offset = block_end;
+                        .then(|| past_padding(segment.bytes, offset))
+                        .flatten();
+                    if let Some(next) = padded.filter(|&next| {
+                        accept(segment.bytes, next, expected, scan.incarnation, rules).is_ok()
+                    }) {
+                        offset = next;
                         continue;
                     }
                     let next = segments.get(i + 1);
@@ -195,6 +198,25 @@ pub fn scan_with<'a>(segments: &[SegmentBytes<'a>], rules: ScanRules) -> Scan<'a
         }
     }
     scan
+}
+
+/// Zeros between two frames are fewer than this: up to a block to skip a
+/// block still being written, and up to a block more to place a frame
+/// written from its own memory.
+pub const PADDING_MAX: usize = 2 * BLOCK;
+
+/// Where the next frame would start if the bytes at `offset` are padding:
+/// the first byte past at least one and fewer than `PADDING_MAX` zeros, on a
+/// frame boundary, inside the segment.
+fn past_padding(bytes: &[u8], offset: usize) -> Option<usize> {
+    let limit = (offset + PADDING_MAX).min(bytes.len());
+    let zeros = bytes
+        .get(offset..limit)?
+        .iter()
+        .take_while(|&&b| b == 0)
+        .count();
+    let next = (offset + zeros) / FRAME_ALIGN * FRAME_ALIGN;
+    (next > offset && next < limit).then_some(next)
 }
 
 /// The frame at `offset`, if it is valid and is the one expected next.

@@ -2,6 +2,7 @@
 //! and makes them durable with `sync`; a backend carries that out on a real
 //! disk, or in memory for tests that cut the power.
 
+use super::gather::WriteBytes;
 use rkyv::util::AlignedVec;
 use std::collections::BTreeMap;
 use std::io;
@@ -23,13 +24,15 @@ pub trait Storage {
     fn remove(&mut self, index: u64) -> io::Result<()>;
     /// The whole segment, as the disk holds it now.
     fn read(&self, index: u64) -> io::Result<AlignedVec<BLOCK>>;
-    /// Writes `bytes` at `offset` (both block-aligned); durable only after `sync`.
-    fn write(&mut self, index: u64, offset: usize, bytes: &[u8]) -> io::Result<()>;
+    /// Writes `pieces`, one after another, at `offset` (block-aligned, and
+    /// each piece whole blocks in block-aligned memory); durable only after
+    /// `sync`.
+    fn write(&mut self, index: u64, offset: usize, pieces: &[&[u8]]) -> io::Result<()>;
     /// Makes every write to segment `index` durable.
     fn sync(&mut self, index: u64) -> io::Result<()>;
     /// `write` then `sync`, as one step where a backend can do better.
-    fn write_durable(&mut self, index: u64, offset: usize, bytes: &[u8]) -> io::Result<()> {
-        self.write(index, offset, bytes)?;
+    fn write_durable(&mut self, index: u64, offset: usize, pieces: &[&[u8]]) -> io::Result<()> {
+        self.write(index, offset, pieces)?;
         self.sync(index)
     }
     /// Makes a zero-filled file prepared ahead of use segment `index`, if
@@ -54,7 +57,7 @@ pub trait Pipeline {
         id: u64,
         index: u64,
         offset: usize,
-        bytes: AlignedVec<BLOCK>,
+        bytes: WriteBytes,
         wake: Arc<Notify>,
     ) -> io::Result<()>;
     /// Waits for `wake` unless a started write has completed already;
@@ -62,12 +65,23 @@ pub trait Pipeline {
     fn wait(&mut self, wake: &Notify) -> Vec<Completion>;
 }
 
-/// A write that left the pipeline: its id, how it ended, and its buffer
-/// back for the next write (a fresh buffer costs page faults per block).
+/// A write that left the pipeline: its id, how it ended, and its bytes
+/// back: the staging buffer for the next write (a fresh buffer costs page
+/// faults per block) and the frames lent to it for their owners.
 pub struct Completion {
     pub id: u64,
     pub result: io::Result<()>,
-    pub buffer: AlignedVec<BLOCK>,
+    pub bytes: WriteBytes,
+}
+
+/// Checks what every backend's `write` is given: `O_DIRECT` refuses
+/// anything else, and the in-memory backend must refuse it as well.
+pub fn assert_whole_blocks(offset: usize, pieces: &[&[u8]]) {
+    assert_eq!(offset % BLOCK, 0, "a write starts on a block");
+    for piece in pieces.iter().filter(|p| !p.is_empty()) {
+        assert_eq!(piece.len() % BLOCK, 0, "a write is whole blocks");
+        assert_eq!(piece.as_ptr() as usize % BLOCK, 0, "block-aligned memory");
+    }
 }
 
 impl<S: Storage + ?Sized> Storage for Box<S> {
@@ -86,8 +100,8 @@ impl<S: Storage + ?Sized> Storage for Box<S> {
     fn read(&self, index: u64) -> io::Result<AlignedVec<BLOCK>> {
         (**self).read(index)
     }
-    fn write(&mut self, index: u64, offset: usize, bytes: &[u8]) -> io::Result<()> {
-        (**self).write(index, offset, bytes)
+    fn write(&mut self, index: u64, offset: usize, pieces: &[&[u8]]) -> io::Result<()> {
+        (**self).write(index, offset, pieces)
     }
     fn sync(&mut self, index: u64) -> io::Result<()> {
         (**self).sync(index)
@@ -95,8 +109,8 @@ impl<S: Storage + ?Sized> Storage for Box<S> {
     fn adopt_prepared(&mut self, index: u64, size: usize) -> io::Result<bool> {
         (**self).adopt_prepared(index, size)
     }
-    fn write_durable(&mut self, index: u64, offset: usize, bytes: &[u8]) -> io::Result<()> {
-        (**self).write_durable(index, offset, bytes)
+    fn write_durable(&mut self, index: u64, offset: usize, pieces: &[&[u8]]) -> io::Result<()> {
+        (**self).write_durable(index, offset, pieces)
     }
     fn pipeline(&mut self) -> Option<&mut dyn Pipeline> {
         (**self).pipeline()
@@ -212,11 +226,9 @@ impl Storage for MemStorage {
         Ok(out)
     }
 
-    fn write(&mut self, index: u64, offset: usize, bytes: &[u8]) -> io::Result<()> {
-        assert!(
-            offset % BLOCK == 0 && bytes.len() % BLOCK == 0,
-            "whole blocks"
-        );
+    fn write(&mut self, index: u64, offset: usize, pieces: &[&[u8]]) -> io::Result<()> {
+        assert_whole_blocks(offset, pieces);
+        let bytes = pieces.concat();
         self.tick()?;
         let segment = self
             .segments
@@ -225,7 +237,7 @@ impl Storage for MemStorage {
         if offset + bytes.len() > segment.durable.len() {
             return Err(io::Error::other("write past the end of the segment"));
         }
-        segment.pending.push((offset, bytes.to_vec()));
+        segment.pending.push((offset, bytes));
         Ok(())
     }
 

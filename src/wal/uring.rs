@@ -4,7 +4,8 @@
 //! go through the plain file backend.
 
 use super::file::{open_for_writes, FileStorage};
-use super::storage::{Completion, Pipeline, Storage, BLOCK};
+use super::gather::WriteBytes;
+use super::storage::{assert_whole_blocks, Completion, Pipeline, Storage, BLOCK};
 use rkyv::util::AlignedVec;
 use std::cell::RefCell;
 use std::collections::HashMap;
@@ -36,6 +37,85 @@ unsafe impl tokio_uring::buf::IoBuf for Blocks {
     fn bytes_total(&self) -> usize {
         self.0.capacity()
     }
+}
+
+/// One run of a gathered write, handed to the kernel: it shares the
+/// write's bytes, which stay put until every run is back.
+struct Piece {
+    bytes: Rc<WriteBytes>,
+    ptr: *const u8,
+    len: usize,
+}
+
+// SAFETY: `ptr..ptr + len` is one of `bytes.pieces()`: memory of the
+// staging buffer or of a lent frame, owned by the `WriteBytes` this piece
+// holds a count on. Nothing can mutate or free it while any piece lives
+// (the `Rc` gives only shared access), and tokio-uring keeps the pieces
+// until the kernel is done with them.
+unsafe impl tokio_uring::buf::IoBuf for Piece {
+    fn stable_ptr(&self) -> *const u8 {
+        self.ptr
+    }
+
+    fn bytes_init(&self) -> usize {
+        self.len
+    }
+
+    fn bytes_total(&self) -> usize {
+        self.len
+    }
+}
+
+/// The runs of `bytes`, each holding it.
+fn pieces_of(bytes: WriteBytes) -> Vec<Piece> {
+    let bytes = Rc::new(bytes);
+    bytes
+        .pieces()
+        .iter()
+        .map(|p| Piece {
+            bytes: Rc::clone(&bytes),
+            ptr: p.as_ptr(),
+            len: p.len(),
+        })
+        .collect()
+}
+
+/// Writes `pieces` at `offset` with vectored writes, again from where a
+/// short write stopped; gives the pieces back (at least one).
+async fn write_all(
+    file: &tokio_uring::fs::File,
+    mut pieces: Vec<Piece>,
+    mut offset: u64,
+) -> (io::Result<()>, Vec<Piece>) {
+    loop {
+        let total: usize = pieces.iter().map(|p| p.len).sum();
+        let (written, back) = file.writev_at(pieces, offset).await;
+        pieces = back;
+        match written {
+            Err(e) => return (Err(e), pieces),
+            Ok(0) => return (Err(io::ErrorKind::WriteZero.into()), pieces),
+            Ok(n) if n >= total => return (Ok(()), pieces),
+            Ok(mut n) => {
+                offset += n as u64;
+                // Drop what is written; the first run left may start inside.
+                pieces.retain_mut(|p| {
+                    let skip = n.min(p.len);
+                    n -= skip;
+                    // SAFETY: `skip <= len`: the pointer stays in its run.
+                    p.ptr = unsafe { p.ptr.add(skip) };
+                    p.len -= skip;
+                    p.len > 0
+                });
+            }
+        }
+    }
+}
+
+/// The write's bytes back from its runs, once the kernel returned them.
+fn bytes_of(pieces: Vec<Piece>) -> WriteBytes {
+    let shared = Rc::clone(&pieces.first().expect("a write has a run").bytes);
+    drop(pieces);
+    Rc::try_unwrap(shared).expect("every run of the write is back")
 }
 
 pub struct UringStorage {
@@ -81,14 +161,20 @@ impl UringStorage {
     /// Writes `bytes` at `offset` through the ring and, with `sync`, syncs
     /// in the same entry into the runtime: the sync is submitted as soon as
     /// the write completes.
-    fn submit(&mut self, index: u64, offset: usize, bytes: &[u8], sync: bool) -> io::Result<()> {
-        assert!(
-            offset % BLOCK == 0 && bytes.len() % BLOCK == 0,
-            "whole blocks"
-        );
+    fn submit(
+        &mut self,
+        index: u64,
+        offset: usize,
+        pieces: &[&[u8]],
+        sync: bool,
+    ) -> io::Result<()> {
+        assert_whole_blocks(offset, pieces);
+        // Off the pipeline (recovery's first writes, tools): one copy.
         let mut buffer = self.buffer.take().unwrap_or(Blocks(AlignedVec::new()));
         buffer.0.clear();
-        buffer.0.extend_from_slice(bytes);
+        for piece in pieces {
+            buffer.0.extend_from_slice(piece);
+        }
         self.file(index)?;
         let file = &self.open[&index];
         let (result, buffer) = self.runtime.block_on(async {
@@ -126,8 +212,8 @@ impl Storage for UringStorage {
         self.files.read(index)
     }
 
-    fn write(&mut self, index: u64, offset: usize, bytes: &[u8]) -> io::Result<()> {
-        self.submit(index, offset, bytes, false)
+    fn write(&mut self, index: u64, offset: usize, pieces: &[&[u8]]) -> io::Result<()> {
+        self.submit(index, offset, pieces, false)
     }
 
     fn sync(&mut self, index: u64) -> io::Result<()> {
@@ -136,9 +222,9 @@ impl Storage for UringStorage {
         self.runtime.block_on(file.sync_data())
     }
 
-    fn write_durable(&mut self, index: u64, offset: usize, bytes: &[u8]) -> io::Result<()> {
+    fn write_durable(&mut self, index: u64, offset: usize, pieces: &[&[u8]]) -> io::Result<()> {
         let sync = !self.files.dsync();
-        self.submit(index, offset, bytes, sync)
+        self.submit(index, offset, pieces, sync)
     }
 
     fn adopt_prepared(&mut self, index: u64, size: usize) -> io::Result<bool> {
@@ -156,13 +242,10 @@ impl Pipeline for UringStorage {
         id: u64,
         index: u64,
         offset: usize,
-        bytes: AlignedVec<BLOCK>,
+        bytes: WriteBytes,
         wake: Arc<Notify>,
     ) -> io::Result<()> {
-        assert!(
-            offset % BLOCK == 0 && bytes.len() % BLOCK == 0,
-            "whole blocks"
-        );
+        assert_whole_blocks(offset, &bytes.pieces());
         self.file(index)?;
         let file = Rc::clone(&self.open[&index]);
         let sync = !self.files.dsync();
@@ -171,13 +254,13 @@ impl Pipeline for UringStorage {
         // in `wait`, which the writer calls right after starting writes.
         self.runtime.block_on(async move {
             tokio_uring::spawn(async move {
-                let (written, Blocks(buffer)) =
-                    file.write_all_at(Blocks(bytes), offset as u64).await;
+                let (written, pieces) = write_all(&file, pieces_of(bytes), offset as u64).await;
                 let result = match written {
                     Ok(()) if sync => file.sync_data().await,
                     other => other,
                 };
-                done.borrow_mut().push(Completion { id, result, buffer });
+                let bytes = bytes_of(pieces);
+                done.borrow_mut().push(Completion { id, result, bytes });
                 wake.notify_one();
             });
         });

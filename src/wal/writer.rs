@@ -11,8 +11,11 @@
 //! partial last block is in flight starts at the next block, past the zeros
 //! that write padded its block with (recovery steps over them, DESIGN.md §4).
 
+use super::gather::{LentFrame, WriteBytes};
 use super::purge::{LiveSegment, SegmentReach};
-use super::scan::{scan_with, Position, ScanError, ScanRules, SegmentBytes, FIRST_WAL_SEQ};
+use super::scan::{
+    scan_with, Position, ScanError, ScanRules, SegmentBytes, FIRST_WAL_SEQ, PADDING_MAX,
+};
 use super::storage::{Storage, BLOCK};
 use crate::frame::{set_wal_fields, FrameError, WalFields};
 use rkyv::util::AlignedVec;
@@ -131,6 +134,41 @@ pub struct Recovered {
     pub corruption: Option<ScanError>,
 }
 
+/// Zeroes what lies past the recovered end within recovery's padding
+/// window, beyond the end's own block, before anything is appended.
+///
+/// Why: frames cut at an earlier recovery can sit there (a write that the
+/// power tore, of an incarnation not below the end's). The next append
+/// rewrites the end's block, zero-padded; if it then rolls over into a new
+/// segment, nothing newer lies between the end and those frames, and a
+/// later recovery would step over the padding and take them back, ending
+/// the log before the new segment's acknowledged frames. Zeroed here,
+/// durably and the farther block first (a torn zeroing then never leaves
+/// zeros in front of a stale frame), the window holds nothing to take.
+fn clear_past_the_end<S: Storage>(
+    storage: &mut S,
+    end: Position,
+    bytes: &[u8],
+    segment_size: usize,
+) -> Result<(), WalError> {
+    let from = end.offset.next_multiple_of(BLOCK);
+    let to = (end.offset + PADDING_MAX)
+        .next_multiple_of(BLOCK)
+        .min(segment_size)
+        .min(bytes.len());
+    const ZEROS: [u8; BLOCK] = [0; BLOCK];
+    let mut zeros = AlignedVec::<BLOCK>::new();
+    zeros.extend_from_slice(&ZEROS);
+    for block in (from..to).step_by(BLOCK).rev() {
+        if bytes[block..block + BLOCK].iter().any(|&b| b != 0) {
+            storage
+                .write_durable(end.segment, block, &[&zeros])
+                .map_err(io_err("clear past the end", end.segment))?;
+        }
+    }
+    Ok(())
+}
+
 /// One write of whole blocks the WAL planned: the caller carries it out
 /// (write and sync), several at once if it can, and reports it with
 /// `Wal::completed`.
@@ -139,8 +177,29 @@ pub struct PlannedWrite {
     pub id: u64,
     pub segment: u64,
     pub offset: usize,
-    pub bytes: AlignedVec<BLOCK>,
+    pub bytes: WriteBytes,
 }
+
+/// Where the planner puts one frame.
+#[derive(Clone, Copy, Debug)]
+struct Placed {
+    /// It starts the next segment.
+    rollover: bool,
+    /// Its offset in its segment.
+    at: usize,
+    /// Lent to its write, not copied.
+    lent: bool,
+    /// Bytes of it (and of the padding before it) the write copies, at most.
+    staged: usize,
+}
+
+/// Frames at least this large are lent to the write that carries them
+/// instead of copied into it (gather.rs); smaller ones cost little to copy
+/// and their padding would waste a larger share of the segment.
+pub const LEND_MIN: usize = 64 << 10;
+/// Frames lent to one write at most: each adds up to three runs to the
+/// write's vector, which the kernel bounds (`IOV_MAX` is 1024).
+pub const LENT_PER_WRITE_MAX: usize = 64;
 
 /// A planned write not yet reported durable.
 #[derive(Clone, Copy, Debug)]
@@ -218,6 +277,9 @@ impl<S: Storage> Wal<S> {
             .expect("end in a segment");
         let block_start = end.offset / BLOCK * BLOCK;
         let tail = buffers[at][block_start..end.offset].to_vec();
+        if options.rules.clear_past_the_end {
+            clear_past_the_end(&mut storage, end, &buffers[at], options.segment_size)?;
+        }
         let mut reach: BTreeMap<u64, SegmentReach> = BTreeMap::new();
         let mut live: BTreeMap<u64, LiveSegment> = BTreeMap::new();
         for &i in &indexes[..=at] {
@@ -284,14 +346,30 @@ impl<S: Storage> Wal<S> {
     /// reached the disk in part, and the writer has moved past it.
     pub fn append(&mut self, frames: &mut [AlignedVec]) -> Result<u64, WalError> {
         let (first, writes) = self.plan(frames)?;
+        let mut failed = None;
         for write in writes {
-            let result = self
-                .storage
-                .write_durable(write.segment, write.offset, &write.bytes);
-            self.recycle(write.bytes);
-            self.completed(write.id, result)?;
+            if failed.is_none() {
+                let pieces = write.bytes.pieces();
+                let result = self
+                    .storage
+                    .write_durable(write.segment, write.offset, &pieces);
+                drop(pieces);
+                failed = self.completed(write.id, result).err();
+            }
+            // Every lent frame goes back, whatever happened to its write.
+            for lent in self.write_over(write.bytes) {
+                frames[(lent.wal_seq - first) as usize] = lent.frame;
+            }
         }
-        Ok(first)
+        failed.map_or(Ok(first), Err)
+    }
+
+    /// Takes back a write that is over: its staging buffer, for a later
+    /// write; returns the frames lent to it, for their owners.
+    pub fn write_over(&mut self, bytes: WriteBytes) -> Vec<LentFrame> {
+        let (staged, lent) = bytes.into_parts();
+        self.recycle(staged);
+        lent
     }
 
     /// Takes back the buffer of a write that is over, for a later write.
@@ -431,17 +509,12 @@ impl<S: Storage> Wal<S> {
         if offset % BLOCK != 0 && tail_busy {
             offset = offset.next_multiple_of(BLOCK);
         }
-        // The segments this batch rolls over into are made ready before a
-        // byte is written: a full disk shows here, with nothing changed.
+        // Where each frame goes, decided before a byte is written: the
+        // segments this batch rolls over into are made ready first, so a
+        // full disk shows here, with nothing changed.
         let start_offset = offset;
-        let mut rollovers = 0;
-        for f in frames.iter() {
-            if offset + f.len() > self.options.segment_size {
-                rollovers += 1;
-                offset = 0;
-            }
-            offset += f.len();
-        }
+        let placed = self.place_all(offset, frames);
+        let rollovers = placed.iter().filter(|p| p.rollover).count() as u64;
         self.reserve_segments(rollovers)?;
         if start_offset != self.offset {
             self.offset = start_offset;
@@ -450,14 +523,14 @@ impl<S: Storage> Wal<S> {
         // Every frame before the oldest write in flight is durable: that is
         // what these frames vouch for.
         let durable_upto = self.durable_mark();
-        let total: usize = frames.iter().map(|f| f.len()).sum();
-        let capacity = (self.tail.len() + total).next_multiple_of(BLOCK);
-        let mut batch = self.write_buffer(capacity);
-        batch.extend_from_slice(&self.tail);
+        let staged = self.tail.len() + placed.iter().map(|p| p.staged).sum::<usize>();
+        let capacity = staged.next_multiple_of(BLOCK);
+        let mut batch = WriteBytes::new(self.write_buffer(capacity));
+        batch.push_copy(&self.tail);
         let mut batch_start = self.offset / BLOCK * BLOCK;
         let mut writes = Vec::new();
         let mut write_first = first;
-        for frame in frames.iter_mut() {
+        for (frame, place) in frames.iter_mut().zip(placed) {
             let len = frame.len();
             let wal = WalFields {
                 wal_seq: self.next_seq,
@@ -465,23 +538,32 @@ impl<S: Storage> Wal<S> {
                 durable_upto,
             };
             set_wal_fields(frame, wal)?;
-            if self.offset + len > self.options.segment_size {
+            if place.rollover {
                 // It does not fit: what is gathered goes to this segment,
                 // the frame starts the next one.
-                let gathered = std::mem::replace(&mut batch, self.write_buffer(capacity));
+                let next = WriteBytes::new(self.write_buffer(capacity));
+                let gathered = std::mem::replace(&mut batch, next);
                 writes.extend(self.cut_write(batch_start, gathered, write_first));
                 write_first = self.next_seq;
                 self.next_segment()?;
                 batch_start = 0;
             }
             self.live.entry(self.segment).or_default().note(frame)?;
-            batch.extend_from_slice(frame);
-            self.offset += len;
+            if place.lent {
+                batch.push_zeros(place.at - self.offset);
+                let memory = frame.as_ptr() as usize % BLOCK;
+                let lead = (BLOCK - memory) % BLOCK;
+                let middle = lead..lead + (len - lead) / BLOCK * BLOCK;
+                batch.push_lent(self.next_seq, std::mem::take(frame), middle);
+            } else {
+                debug_assert_eq!(place.at, self.offset);
+                batch.push_copy(frame);
+            }
+            self.offset = place.at + len;
             self.next_seq += 1;
         }
-        let used = batch.len();
-        let keep_from = (self.offset / BLOCK * BLOCK) - batch_start;
-        self.tail = batch[keep_from..used].to_vec();
+        let kept = self.offset % BLOCK;
+        self.tail = batch.staged_tail(kept).to_vec();
         let last = self.cut_write(batch_start, batch, write_first);
         if let Some(write) = &last {
             self.tail_write = Some(write.id);
@@ -490,18 +572,72 @@ impl<S: Storage> Wal<S> {
         Ok((first, writes))
     }
 
+    /// Where each of `frames` goes, the first with the next free byte at
+    /// `offset` of the current segment.
+    fn place_all(&self, mut offset: usize, frames: &[AlignedVec]) -> Vec<Placed> {
+        let mut lent = 0;
+        frames
+            .iter()
+            .map(|frame| {
+                let mut placed = self.place(offset, frame, lent);
+                if placed.at + frame.len() > self.options.segment_size {
+                    lent = 0;
+                    placed = Placed {
+                        rollover: true,
+                        ..self.place(0, frame, lent)
+                    };
+                }
+                lent += usize::from(placed.lent);
+                offset = placed.at + frame.len();
+                placed
+            })
+            .collect()
+    }
+
+    /// Where `frame` goes with the next free byte at `offset`, `lent`
+    /// frames lent to its write already. A large frame is lent to the
+    /// write (gather.rs): it goes where its first block-aligned byte in
+    /// memory lands on a block, past fewer than `BLOCK` zeros — unless that
+    /// would open a segment (recovery looks for a segment's first frame at
+    /// its start) or not fit in it. Other frames are copied, back to back.
+    fn place(&self, offset: usize, frame: &AlignedVec, lent: usize) -> Placed {
+        let copied = Placed {
+            rollover: false,
+            at: offset,
+            lent: false,
+            staged: frame.len(),
+        };
+        if frame.len() < LEND_MIN || lent >= LENT_PER_WRITE_MAX {
+            return copied;
+        }
+        let memory = frame.as_ptr() as usize % BLOCK;
+        let at = offset + (memory + BLOCK - offset % BLOCK) % BLOCK;
+        if (at != offset && offset == 0) || at + frame.len() > self.options.segment_size {
+            return copied;
+        }
+        Placed {
+            rollover: false,
+            at,
+            lent: true,
+            // At most the padding's block, the frame's unaligned start and
+            // its last partial block are copied.
+            staged: 3 * BLOCK,
+        }
+    }
+
     /// A write of `bytes`, zero-padded here to whole blocks, at `start` of
     /// the current segment, ending the frames from `first_seq` on.
     fn cut_write(
         &mut self,
         start: usize,
-        mut bytes: AlignedVec<BLOCK>,
+        mut bytes: WriteBytes,
         first_seq: u64,
     ) -> Option<PlannedWrite> {
         if bytes.is_empty() {
+            self.recycle(bytes.into_parts().0);
             return None;
         }
-        bytes.resize(bytes.len().next_multiple_of(BLOCK), 0);
+        bytes.finish();
         let id = self.next_write;
         self.next_write += 1;
         self.in_flight.insert(
@@ -577,7 +713,7 @@ impl<S: Storage> Wal<S> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::frame::{encode, Record, RecordBatch};
+    use crate::frame::{encode, Record, RecordBatch, HEADER_LEN};
     use crate::ids::LeaderId;
     use crate::wal::MemStorage;
 
@@ -701,8 +837,10 @@ mod tests {
 
     /// Writes the first `len` bytes of planned write `w`, durably.
     fn carry_out(wal: &mut Wal<MemStorage>, w: &PlannedWrite, len: usize) {
+        let mut prefix = AlignedVec::<BLOCK>::new();
+        prefix.extend_from_slice(&w.bytes.pieces().concat()[..len]);
         wal.storage_mut()
-            .write_durable(w.segment, w.offset, &w.bytes[..len])
+            .write_durable(w.segment, w.offset, &[&prefix])
             .unwrap();
     }
 
@@ -748,13 +886,82 @@ mod tests {
         }
     }
 
+    /// The bytes recovery returns for each frame, WAL fields aside.
+    fn payloads(found: &Recovered) -> Vec<Vec<u8>> {
+        found
+            .frames
+            .iter()
+            .map(|f| f.bytes[HEADER_LEN..].to_vec())
+            .collect()
+    }
+
+    #[test]
+    fn a_large_frame_is_lent_to_its_write_and_comes_back_whole() {
+        let (mut wal, _) = Wal::open(MemStorage::default(), wide()).unwrap();
+        let mut frames = [sized(0, 300), sized(1, LEND_MIN), sized(2, 500)];
+        let sent: Vec<Vec<u8>> = frames.iter().map(|f| f[HEADER_LEN..].to_vec()).collect();
+        let (first, writes) = wal.plan(&mut frames).unwrap();
+        assert_eq!(writes.len(), 1);
+        assert_eq!(writes[0].bytes.lent(), 1, "the large frame is not copied");
+        assert!(frames[1].is_empty(), "it is with its write");
+        for w in writes {
+            let pieces = w.bytes.pieces();
+            assert_eq!(pieces.len(), 3, "copied, lent, copied");
+            wal.storage_mut()
+                .write_durable(w.segment, w.offset, &pieces)
+                .unwrap();
+            drop(pieces);
+            for lent in wal.write_over(w.bytes) {
+                frames[(lent.wal_seq - first) as usize] = lent.frame;
+            }
+            wal.completed(w.id, Ok(())).unwrap();
+        }
+        let back: Vec<Vec<u8>> = frames.iter().map(|f| f[HEADER_LEN..].to_vec()).collect();
+        assert_eq!(back, sent);
+        // And `append` lends and gives back the same way.
+        let mut more = [sized(3, LEND_MIN + 3000)];
+        let more_sent = more[0][HEADER_LEN..].to_vec();
+        wal.append(&mut more).unwrap();
+        assert_eq!(more[0][HEADER_LEN..], more_sent[..]);
+        let (seqs, found) = recover(wal);
+        assert_eq!(seqs, [1, 2, 3, 4], "recovery steps over the padding");
+        assert!(found.corruption.is_none());
+        let mut expected = sent;
+        expected.push(more_sent);
+        assert_eq!(payloads(&found), expected);
+    }
+
+    #[test]
+    fn a_lent_frame_behind_a_write_in_flight_pads_past_its_block_and_a_torn_first_is_a_clean_tail()
+    {
+        for torn in [false, true] {
+            let (mut wal, _) = Wal::open(MemStorage::default(), wide()).unwrap();
+            wal.append(&mut [sized(0, 300)]).unwrap();
+            let (_, mut a) = wal.plan(&mut [sized(1, 700)]).unwrap();
+            let (_, mut b) = wal.plan(&mut [sized(2, LEND_MIN + 100)]).unwrap();
+            let (a, b) = (a.remove(0), b.remove(0));
+            assert_eq!(b.bytes.lent(), 1);
+            assert_eq!(b.offset, a.offset + a.bytes.len(), "never inside a's block");
+            carry_out(&mut wal, &b, b.bytes.len());
+            carry_out(&mut wal, &a, if torn { 0 } else { a.bytes.len() });
+            let (seqs, found) = recover(wal);
+            let expected: &[u64] = if torn { &[1] } else { &[1, 2, 3] };
+            assert_eq!(seqs, expected, "torn {torn}");
+            assert!(
+                found.corruption.is_none(),
+                "torn {torn}: {:?}",
+                found.corruption
+            );
+        }
+    }
+
     #[test]
     fn a_write_after_the_one_in_flight_completed_shares_its_block_again() {
         let (mut wal, _) = Wal::open(MemStorage::default(), wide()).unwrap();
         let (_, a) = wal.plan(&mut [sized(0, 300)]).unwrap();
         let a = &a[0];
         wal.storage_mut()
-            .write_durable(a.segment, a.offset, &a.bytes)
+            .write_durable(a.segment, a.offset, &a.bytes.pieces())
             .unwrap();
         wal.completed(a.id, Ok(())).unwrap();
         let (_, b) = wal.plan(&mut [sized(1, 300)]).unwrap();
