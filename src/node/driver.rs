@@ -59,6 +59,11 @@ pub(super) struct Driver<S: StateMachine> {
     pub snapshot_every: u64,
     pub own_cut: Option<ProposalId>,
     pub was_leader: bool,
+    /// Set while the WAL waits for disk space for its next segment.
+    pub wal_full: Arc<std::sync::atomic::AtomicBool>,
+    /// A leader whose WAL waits for space sends nothing (`send`): true
+    /// while it does, to log the change once each way.
+    pub silent: bool,
     /// Vote, role and known leader when last published, to log changes.
     pub role_seen: Option<(LeaderId, &'static str, Option<LeaderId>)>,
     /// When `Shared::status` was last refreshed.
@@ -281,6 +286,9 @@ impl<S: StateMachine> Driver<S> {
         if !self.peers.contains_key(&to) {
             return; // not a peer this node knows an address for
         }
+        if self.silenced() {
+            return;
+        }
         let encoded = match msg {
             // The records go as their batch frame, the bytes the WAL is given.
             crate::core::Message::Forward(forward) if !forward.records.is_empty() => self
@@ -465,6 +473,28 @@ impl<S: StateMachine> Driver<S> {
             Request::Shutdown => unreachable!("handled by the loop"),
         };
         self.inbox.push(input);
+    }
+
+    /// A leader whose WAL waits for disk space goes silent: it cannot make
+    /// anything durable, and while its heartbeats reach them the followers
+    /// would stay with it, so the cluster would stop. Silent, it is to them
+    /// a leader cut off: they elect one that can write, and its forwards
+    /// depose this one, which then follows (and waits for space as any
+    /// follower does). It speaks again once space returns.
+    fn silenced(&mut self) -> bool {
+        let silent = self.replica.role_name() == "leader" && self.wal_full.load(Ordering::Relaxed);
+        if silent != self.silent {
+            self.silent = silent;
+            if silent {
+                tracing::warn!(
+                    "node {}: leading with no WAL space: silent, for another replica to take over",
+                    self.shared.id
+                );
+            } else {
+                tracing::info!("node {}: no longer silent", self.shared.id);
+            }
+        }
+        silent
     }
 
     fn fail(&mut self, reason: String) {

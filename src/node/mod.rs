@@ -276,6 +276,8 @@ impl Node {
             own_cut: None,
             wal_upto: None,
             was_leader: false,
+            wal_full: wal_waiting_for_space.clone(),
+            silent: false,
             role_seen: None,
             status_at: Instant::now(),
         };
