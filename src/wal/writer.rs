@@ -135,36 +135,42 @@ pub struct Recovered {
 }
 
 /// Zeroes what lies past the recovered end within recovery's padding
-/// window, beyond the end's own block, before anything is appended.
+/// window, before anything is appended.
 ///
 /// Why: frames cut at an earlier recovery can sit there (a write that the
 /// power tore, of an incarnation not below the end's). The next append
 /// rewrites the end's block, zero-padded; if it then rolls over into a new
 /// segment, nothing newer lies between the end and those frames, and a
 /// later recovery would step over the padding and take them back, ending
-/// the log before the new segment's acknowledged frames. Zeroed here,
-/// durably and the farther block first (a torn zeroing then never leaves
-/// zeros in front of a stale frame), the window holds nothing to take.
+/// the log before the new segment's acknowledged frames (SCENARIOS N0b).
+/// The same holds for a frame inside the end's own block, should that
+/// rewrite tear after zeros in front of it. Zeroed here, durably and the
+/// farthest block first (a torn zeroing then never leaves zeros in front of
+/// a stale frame), the window holds nothing to take, and any later write
+/// into it leaves only its own bytes and zeros there.
 fn clear_past_the_end<S: Storage>(
     storage: &mut S,
     end: Position,
     bytes: &[u8],
     segment_size: usize,
 ) -> Result<(), WalError> {
-    let from = end.offset.next_multiple_of(BLOCK);
+    let first = end.offset / BLOCK * BLOCK;
     let to = (end.offset + PADDING_MAX)
         .next_multiple_of(BLOCK)
         .min(segment_size)
         .min(bytes.len());
-    const ZEROS: [u8; BLOCK] = [0; BLOCK];
-    let mut zeros = AlignedVec::<BLOCK>::new();
-    zeros.extend_from_slice(&ZEROS);
-    for block in (from..to).step_by(BLOCK).rev() {
-        if bytes[block..block + BLOCK].iter().any(|&b| b != 0) {
-            storage
-                .write_durable(end.segment, block, &[&zeros])
-                .map_err(io_err("clear past the end", end.segment))?;
+    for block in (first..to).step_by(BLOCK).rev() {
+        // The end's own block keeps what lies before the end.
+        let keep = end.offset.saturating_sub(block).min(BLOCK);
+        if bytes[block + keep..block + BLOCK].iter().all(|&b| b == 0) {
+            continue;
         }
+        let mut cleared = AlignedVec::<BLOCK>::with_capacity(BLOCK);
+        cleared.extend_from_slice(&bytes[block..block + keep]);
+        cleared.resize(BLOCK, 0);
+        storage
+            .write_durable(end.segment, block, &[&cleared])
+            .map_err(io_err("clear past the end", end.segment))?;
     }
     Ok(())
 }
