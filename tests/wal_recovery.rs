@@ -587,3 +587,61 @@ fn n0b_mutant_not_clearing_brings_the_cut_frame_back_and_loses_the_base() {
         "M's cut frame is back, K's acknowledged base is gone"
     );
 }
+
+/// N0b inside the end's own block: frame 1 ends at E; 32 bytes of an old
+/// lap follow it, then zeros, then a cut frame 2 (M's 5..=6) later in the
+/// same block (a frame written from its own memory may start mid-block).
+/// Recovery cuts at E. The next append rolls over; its rewrite of block 0
+/// (frame 1, then zeros) tears 64 bytes past E: the power goes before its
+/// sync. Zeros now lie between frame 1 and the cut frame; the mutant, which
+/// did not clear the block at recovery, takes frame 2 back.
+fn n0b_own_block(rules: ScanRules) -> Vec<WalEntry> {
+    let block = traft::wal::BLOCK;
+    let m_base = base(M, TailBitmap::new(), records(M, 0..=4, 8));
+    let end = entry::encode(&m_base).unwrap().len();
+    let stale_at = (end + 32 + 256).next_multiple_of(16);
+    let mut bytes = image(&[(m_base, fields(1, 1, 1))], stale_at);
+    bytes[end..end + 32].fill(0xab);
+    let cut = batch(M, records(M, 5..=6, 8));
+    let cut_len = entry::encode(&cut).unwrap().len();
+    let stale = image(&[(cut, fields(2, 1, 1))], cut_len);
+    bytes.extend_from_slice(&stale);
+    assert!(bytes.len() <= block, "the cut frame lies in block 0");
+    bytes.resize(block, 0);
+    let size = options(1, rules).segment_size;
+    let mut storage = MemStorage::default();
+    storage.prepare(0, size).unwrap();
+    let mut aligned = AlignedVec::<{ traft::wal::BLOCK }>::new();
+    aligned.extend_from_slice(&bytes);
+    storage.write(0, 0, &[&aligned]).unwrap();
+    storage.sync(0).unwrap();
+    let (storage, entries, _) = recover(storage, 2, rules);
+    assert_eq!(entries.len(), 1, "cut at the old lap's bytes");
+    let mut wal = Wal::open(storage, options(2, rules)).expect("open").0;
+    // Making segment 1 and writing block 0 go through; its sync does not.
+    wal.storage_mut().power_fails_after = Some(2);
+    let k_base = (size - block..size)
+        .map(|len| base(K, TailBitmap::prefix(5), records(K, 10..=10, len)))
+        .find(|e| entry::encode(e).unwrap().len() > size - end)
+        .expect("a command length that fills more than the rest");
+    assert!(wal.append(&mut [entry::encode(&k_base).unwrap()]).is_err());
+    let mut storage = wal.into_storage();
+    storage.restore_power(|_| end + 64);
+    let (_, entries, _) = recover(storage, 3, rules);
+    entries
+}
+
+#[test]
+fn n0b_recovery_clears_the_rest_of_the_ends_block() {
+    assert_eq!(n0b_own_block(ScanRules::default()).len(), 1);
+}
+
+#[test]
+fn n0b_mutant_not_clearing_takes_back_a_cut_frame_inside_the_ends_block() {
+    let entries = n0b_own_block(ScanRules {
+        clear_past_the_end: false,
+        ..Default::default()
+    });
+    assert_eq!(entries.len(), 2, "the cut frame is back");
+    assert!(matches!(&entries[1], WalEntry::Records { committer, .. } if *committer == M));
+}
