@@ -182,7 +182,9 @@ impl Cluster {
         loop {
             let leader = self.wait_leader(among, Duration::from_secs(15));
             let reply = match self.client(leader) {
-                Some(mut c) => c.call(args),
+                Some(mut c) => c
+                    .try_call(args)
+                    .unwrap_or_else(|e| panic!("{args:?} to node {leader}: {e}; {}", self.logs())),
                 None => Value::Error("TRYAGAIN cannot connect".into()),
             };
             match &reply {
