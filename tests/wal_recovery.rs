@@ -525,6 +525,27 @@ fn r3_mutant_purging_past_a_kept_segment_revives_a_dropped_record() {
     assert!(holds_m_after(&r, 70), "M's Z@70 under committer K (P1)");
 }
 
+/// Storage whose segment 0 (of `size` bytes) starts with `bytes`, durable.
+fn segment_zero(bytes: &[u8], size: usize) -> MemStorage {
+    let mut storage = MemStorage::default();
+    storage.prepare(0, size).unwrap();
+    let mut aligned = AlignedVec::<{ traft::wal::BLOCK }>::new();
+    aligned.extend_from_slice(bytes);
+    storage.write(0, 0, &[&aligned]).unwrap();
+    storage.sync(0).unwrap();
+    storage
+}
+
+/// K's base frame, too large for what is left of a segment of `size`
+/// bytes past `end`: appending it rolls over into the next segment.
+fn k_base_overflowing(size: usize, end: usize) -> WalEntry {
+    let block = traft::wal::BLOCK;
+    (size - block..size)
+        .map(|len| base(K, TailBitmap::prefix(5), records(K, 10..=10, len)))
+        .find(|e| entry::encode(e).unwrap().len() > size - end)
+        .expect("a command length that fills more than the rest")
+}
+
 /// N0b: in a recycled segment, M's base frame (`wal_seq` 1, block 0) and
 /// frame 2 (M's 5..=6, block 1: planned while block 0 was in flight) were
 /// written together. Frame 2's write completed; frame 1's tore after its
@@ -547,21 +568,12 @@ fn n0b(rules: ScanRules) -> Vec<WalEntry> {
     let stale = image(&[(batch(M, records(M, 5..=6, 8)), fields(2, 1, 1))], block);
     bytes.extend_from_slice(&stale);
     let size = options(1, rules).segment_size;
-    let mut storage = MemStorage::default();
-    storage.prepare(0, size).unwrap();
-    let mut aligned = AlignedVec::<{ traft::wal::BLOCK }>::new();
-    aligned.extend_from_slice(&bytes);
-    storage.write(0, 0, &[&aligned]).unwrap();
-    storage.sync(0).unwrap();
+    let storage = segment_zero(&bytes, size);
     let (storage, entries, corrupt) = recover(storage, 2, rules);
     assert_eq!(entries.len(), 1, "cut at the torn write");
     assert!(!corrupt);
     let mut wal = Wal::open(storage, options(2, rules)).expect("open").0;
-    // K's base frame, too large for what is left of segment 0.
-    let k_base = (size - block..size)
-        .map(|len| base(K, TailBitmap::prefix(5), records(K, 10..=10, len)))
-        .find(|e| entry::encode(e).unwrap().len() > size - end)
-        .expect("a command length that fills more than the rest");
+    let k_base = k_base_overflowing(size, end);
     wal.append(&mut [entry::encode(&k_base).unwrap()]).unwrap();
     assert_eq!(wal.segment(), 1, "it rolled over");
     let (_, entries, _) = recover(wal.into_storage(), 3, rules);
@@ -609,21 +621,13 @@ fn n0b_own_block(rules: ScanRules) -> Vec<WalEntry> {
     assert!(bytes.len() <= block, "the cut frame lies in block 0");
     bytes.resize(block, 0);
     let size = options(1, rules).segment_size;
-    let mut storage = MemStorage::default();
-    storage.prepare(0, size).unwrap();
-    let mut aligned = AlignedVec::<{ traft::wal::BLOCK }>::new();
-    aligned.extend_from_slice(&bytes);
-    storage.write(0, 0, &[&aligned]).unwrap();
-    storage.sync(0).unwrap();
+    let storage = segment_zero(&bytes, size);
     let (storage, entries, _) = recover(storage, 2, rules);
     assert_eq!(entries.len(), 1, "cut at the old lap's bytes");
     let mut wal = Wal::open(storage, options(2, rules)).expect("open").0;
     // Making segment 1 and writing block 0 go through; its sync does not.
     wal.storage_mut().power_fails_after = Some(2);
-    let k_base = (size - block..size)
-        .map(|len| base(K, TailBitmap::prefix(5), records(K, 10..=10, len)))
-        .find(|e| entry::encode(e).unwrap().len() > size - end)
-        .expect("a command length that fills more than the rest");
+    let k_base = k_base_overflowing(size, end);
     assert!(wal.append(&mut [entry::encode(&k_base).unwrap()]).is_err());
     let mut storage = wal.into_storage();
     storage.restore_power(|_| end + 64);

@@ -51,13 +51,6 @@ impl WriteBytes {
         }
     }
 
-    /// One run of bytes, copied (tests and tools).
-    pub fn copied(bytes: &[u8]) -> WriteBytes {
-        let mut write = WriteBytes::default();
-        write.push_copy(bytes);
-        write
-    }
-
     /// Bytes in the write.
     pub fn len(&self) -> usize {
         self.len
