@@ -6,6 +6,7 @@
 //! prefix of completed writes, has passed its frames.
 
 use super::gather::LentFrame;
+use super::reply::reply;
 use super::storage::{Completion, Storage};
 use super::writer::{PlannedWrite, Recovered, Wal, WalError, WalOptions};
 use crate::ids::Lsn;
@@ -176,14 +177,12 @@ impl GroupWal {
     /// page). The frames' WAL fields are those of this append; a later
     /// append overwrites them.
     pub fn append_reusing(&self, frames: &mut Vec<AlignedVec>) -> Result<u64, WalError> {
-        let (done, wait) = bounded(1);
+        let (done, wait) = reply();
         self.submit(
             std::mem::take(frames),
-            Box::new(move |result, frames| {
-                let _ = done.send((result, frames));
-            }),
+            Box::new(move |result, frames| done.send((result, frames))),
         )?;
-        let (result, back) = wait.recv().map_err(|_| WalError::Closed)?;
+        let (result, back) = wait.wait().ok_or(WalError::Closed)?;
         *frames = back;
         result
     }

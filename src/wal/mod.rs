@@ -7,6 +7,7 @@ pub mod file;
 pub mod gather;
 pub mod group;
 pub mod purge;
+pub mod reply;
 pub mod scan;
 pub mod slot;
 pub mod storage;
