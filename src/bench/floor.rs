@@ -1,7 +1,9 @@
 //! The durable-append floor: frames appended to a pre-zeroed file with
 //! `O_DIRECT` and `fdatasync`, one write in flight. Nothing that writes a
 //! durable log on this disk can beat it, so every replicated figure is
-//! reported beside it.
+//! reported beside it. With several threads, each appends so into its own
+//! part of the file: what the disk and kernel give to concurrent writers
+//! that do not batch.
 
 use crate::frame::{self, Record, RecordBatch};
 use crate::ids::LeaderId;
@@ -26,6 +28,9 @@ pub struct FloorConfig {
     /// Copy each append's bytes into the write buffer before writing it,
     /// as a log that stages its frames must (timed with the append).
     pub copy_in: bool,
+    /// Threads appending at once, each one write in flight into its own
+    /// part of the file (1: the floor proper).
+    pub threads: usize,
 }
 
 #[derive(Clone, Debug)]
@@ -77,30 +82,71 @@ fn append_bytes(config: &FloorConfig) -> io::Result<AlignedVec<BLOCK>> {
 
 /// Runs the floor measurement in `dir`.
 pub fn run(dir: &Path, config: &FloorConfig) -> io::Result<FloorReport> {
+    assert!(config.threads >= 1, "at least one thread appends");
     let path = dir.join("floor.dat");
-    let mut buf = append_bytes(config)?;
-    let source = buf.to_vec();
-    let file_size = config
-        .file_size
-        .max(buf.len() as u64 * 4)
-        .next_multiple_of(BLOCK as u64);
+    let buf = append_bytes(config)?;
+    let append = buf.len() as u64;
+    // Each thread's part holds whole appends, at least four.
+    let part = (config.file_size / config.threads as u64)
+        .max(append * 4)
+        .next_multiple_of(append);
+    let file_size = part * config.threads as u64;
     crate::wal::file::zero_fill(&path, file_size)?;
     let (file, direct_io) = crate::wal::file::open_for_writes(&path, true, false)?;
-    let mut latency = super::latency_histogram();
+    let started = Instant::now();
+    let parts: Vec<io::Result<(u64, Histogram<u64>)>> = std::thread::scope(|scope| {
+        let threads: Vec<_> = (0..config.threads as u64)
+            .map(|i| {
+                let (file, buf) = (&file, buf.clone());
+                let range = i * part..(i + 1) * part;
+                scope.spawn(move || append_loop(file, buf, range, config, started))
+            })
+            .collect();
+        threads
+            .into_iter()
+            .map(|t| t.join().expect("floor thread"))
+            .collect()
+    });
     let mut report = FloorReport {
         direct_io,
         appends: 0,
         records: 0,
         bytes: 0,
         append_bytes: buf.len(),
-        elapsed: Duration::ZERO,
-        latency: latency.clone(),
+        elapsed: started.elapsed(),
+        latency: super::latency_histogram(),
     };
-    let started = Instant::now();
-    let mut at = 0u64;
+    for part in parts {
+        let (appends, latency) = part?;
+        report.appends += appends;
+        report
+            .latency
+            .add(&latency)
+            .expect("floor histograms share their bounds");
+    }
+    report.records = report.appends * config.records_per_append as u64;
+    report.bytes = report.appends * append;
+    drop(file);
+    std::fs::remove_file(&path)?;
+    Ok(report)
+}
+
+/// Appends `buf` over and over into `range` of `file`, one write and sync
+/// at a time, until the run's time is up: the appends and their latencies.
+fn append_loop(
+    file: &std::fs::File,
+    mut buf: AlignedVec<BLOCK>,
+    range: std::ops::Range<u64>,
+    config: &FloorConfig,
+    started: Instant,
+) -> io::Result<(u64, Histogram<u64>)> {
+    let source = buf.to_vec();
+    let mut latency = super::latency_histogram();
+    let mut appends = 0;
+    let mut at = range.start;
     while started.elapsed() < config.duration {
-        if at + buf.len() as u64 > file_size {
-            at = 0;
+        if at + buf.len() as u64 > range.end {
+            at = range.start;
         }
         let t0 = Instant::now();
         if config.copy_in {
@@ -110,13 +156,30 @@ pub fn run(dir: &Path, config: &FloorConfig) -> io::Result<FloorReport> {
         file.sync_data()?;
         latency.saturating_record(t0.elapsed().as_nanos() as u64);
         at += buf.len() as u64;
-        report.appends += 1;
+        appends += 1;
     }
-    report.elapsed = started.elapsed();
-    report.records = report.appends * config.records_per_append as u64;
-    report.bytes = report.appends * buf.len() as u64;
-    report.latency = latency;
-    drop(file);
-    std::fs::remove_file(&path)?;
-    Ok(report)
+    Ok((appends, latency))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn threads_append_into_their_own_parts_and_every_append_is_counted() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = FloorConfig {
+            records_per_append: 1,
+            value_size: 100,
+            duration: Duration::from_millis(50),
+            file_size: 1 << 20,
+            copy_in: false,
+            threads: 3,
+        };
+        let r = run(dir.path(), &config).unwrap();
+        assert!(r.appends >= 3, "each thread appends at least once");
+        assert_eq!(r.latency.len(), r.appends, "one latency per append");
+        assert_eq!(r.bytes, r.appends * r.append_bytes as u64);
+        assert!(!dir.path().join("floor.dat").exists(), "the file goes");
+    }
 }

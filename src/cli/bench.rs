@@ -95,6 +95,7 @@ fn run_cluster(args: ClusterArgs) -> Result<()> {
             duration: Duration::from_secs(1),
             file_size: 64 << 20,
             copy_in: false,
+            threads: 1,
         },
     )
     .context("the durable-append floor")?;

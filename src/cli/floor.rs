@@ -29,16 +29,23 @@ pub struct FloorArgs {
     /// just written costs against memory it has not.
     #[arg(long)]
     copy_in: bool,
+    /// Threads appending at once, each one write in flight into its own
+    /// part of the file.
+    #[arg(long, default_value_t = 1)]
+    threads: usize,
 }
 
 pub fn run(args: FloorArgs) -> Result<()> {
     let (_tmp, dir) = super::work_dir(args.dir.as_deref())?;
+    anyhow::ensure!(args.threads >= 1, "at least one thread");
     if !args.json {
         println!(
-            "durable append floor in {} ({}-byte values, {:.1} s per case)",
+            "durable append floor in {} ({}-byte values, {:.1} s per case, {} thread{})",
             dir.display(),
             args.value_size,
-            args.duration
+            args.duration,
+            args.threads,
+            if args.threads == 1 { "" } else { "s" }
         );
         println!(
             "{:>8} {:>9} {:>10} {:>12} {:>9} {:>9} {:>9} {:>9} {:>9}",
@@ -60,6 +67,7 @@ pub fn run(args: FloorArgs) -> Result<()> {
             duration: Duration::from_secs_f64(args.duration),
             file_size: 64 << 20,
             copy_in: args.copy_in,
+            threads: args.threads,
         };
         let r = floor::run(&dir, &config)
             .with_context(|| format!("durable appends in {}", dir.display()))?;

@@ -35,6 +35,12 @@ pub struct WalBenchArgs {
     /// its range (the disk here moves by ±20% from minute to minute).
     #[arg(long, default_value_t = 1)]
     rounds: usize,
+    /// Also measure the floor with as many threads as each case of several
+    /// appenders has (each thread one write + fdatasync at a time into its
+    /// own part of the file), in the same rounds: rows `raw`, what the disk
+    /// gives concurrent writers that do not batch.
+    #[arg(long)]
+    raw_threads: bool,
 }
 
 /// One case's figures in one round.
@@ -111,27 +117,35 @@ pub fn run(args: WalBenchArgs) -> Result<()> {
             // rewriting a small file measures a cache, not the disk.
             file_size: ((args.duration * FASTEST_DISK) as u64).next_multiple_of(1 << 20),
             copy_in: false,
+            threads: 1,
         };
         let cases: Vec<(usize, usize)> = args
             .in_flight
             .iter()
             .flat_map(|&f| args.appenders.iter().map(move |&a| (f, a)))
             .collect();
+        let mut raw_counts: Vec<usize> = Vec::new();
+        if args.raw_threads {
+            raw_counts = args.appenders.iter().copied().filter(|&a| a > 1).collect();
+            raw_counts.sort_unstable();
+            raw_counts.dedup();
+        }
         let mut floors: Vec<Measured> = Vec::new();
+        let mut raws: Vec<Vec<(Measured, f64)>> = raw_counts.iter().map(|_| Vec::new()).collect();
         // Per case, per round: its figures and its ratio to that round's floor.
         let mut results: Vec<Vec<(Measured, f64)>> = cases.iter().map(|_| Vec::new()).collect();
         let mut backend_name = "";
         for _ in 0..args.rounds {
             let f = floor::run(dir, &floor_config).context("the raw floor")?;
-            let fus = |q: f64| f.latency.value_at_quantile(q) as f64 / 1e3;
-            floors.push(Measured {
-                appends_per_sec: f.appends_per_sec(),
-                mb_per_sec: f.mb_per_sec(),
-                p50_us: fus(0.5),
-                p99_us: fus(0.99),
-                per_write: 1.0,
-                peak_in_flight: 1,
-            });
+            floors.push(measured_floor(&f));
+            for (i, &threads) in raw_counts.iter().enumerate() {
+                let config = FloorConfig {
+                    threads,
+                    ..floor_config.clone()
+                };
+                let r = floor::run(dir, &config).context("the raw floor, threads")?;
+                raws[i].push((measured_floor(&r), r.mb_per_sec() / f.mb_per_sec()));
+            }
             for (i, &(in_flight, appenders)) in cases.iter().enumerate() {
                 let config = WalBenchConfig {
                     bytes,
@@ -158,44 +172,92 @@ pub fn run(args: WalBenchArgs) -> Result<()> {
                 results[i].push((measured, ratio));
             }
         }
-        let floor_row = |m: &dyn Fn(&Measured) -> f64| med(&floors, m);
         let mut single = None;
         for (i, &(in_flight, appenders)) in cases.iter().enumerate() {
             let rounds = &results[i];
             let rate = med(rounds, |(m, _)| m.appends_per_sec);
             // Each group of cases (one `in_flight`) starts with its first
-            // number of appenders: the base of the last column.
+            // number of appenders: the base of the `× 1 appnd` column.
             let one = match single {
                 Some(one) if appenders != args.appenders[0] => one,
                 _ => rate,
             };
             single = Some(one);
-            let ratios: Vec<f64> = rounds.iter().map(|(_, r)| 100.0 * r).collect();
-            let (lo, hi) = ratios
-                .iter()
-                .fold((f64::MAX, f64::MIN), |(lo, hi), &r| (lo.min(r), hi.max(r)));
-            println!(
-                "{:>8} {:>5} {:>9} {:>3}/{:<2} | {:>10.0} {:>8.1} {:>8.1} {:>8.1} {:>8.1} | {:>10.0} {:>8.1} {:>8.1} {:>8.1} | {:>6.0}% {:>8.1}× {:>4.0}–{:.0}%",
+            let peak = rounds.iter().map(|(m, _)| m.peak_in_flight).max();
+            let row = Row {
                 bytes,
                 appenders,
-                backend_name,
-                rounds.iter().map(|(m, _)| m.peak_in_flight).max().unwrap_or(0),
-                in_flight,
-                rate,
-                med(rounds, |(m, _)| m.mb_per_sec),
-                med(rounds, |(m, _)| m.p50_us),
-                med(rounds, |(m, _)| m.p99_us),
-                med(rounds, |(m, _)| m.per_write),
-                floor_row(&|m| m.appends_per_sec),
-                floor_row(&|m| m.mb_per_sec),
-                floor_row(&|m| m.p50_us),
-                floor_row(&|m| m.p99_us),
-                median(ratios.clone()),
-                rate / one,
-                lo,
-                hi
-            );
+                backend: backend_name,
+                flight: format!("{:>3}/{:<2}", peak.unwrap_or(0), in_flight),
+                base: one,
+            };
+            row.print(rounds, &floors);
+        }
+        let one = med(&floors, |m| m.appends_per_sec);
+        for (i, &threads) in raw_counts.iter().enumerate() {
+            let row = Row {
+                bytes,
+                appenders: threads,
+                backend: "raw",
+                flight: format!("{:>3}/{:<2}", threads, threads),
+                base: one,
+            };
+            row.print(&raws[i], &floors);
         }
     }
     Ok(())
+}
+
+/// The floor's figures in one round.
+fn measured_floor(f: &floor::FloorReport) -> Measured {
+    let us = |q: f64| f.latency.value_at_quantile(q) as f64 / 1e3;
+    Measured {
+        appends_per_sec: f.appends_per_sec(),
+        mb_per_sec: f.mb_per_sec(),
+        p50_us: us(0.5),
+        p99_us: us(0.99),
+        per_write: 1.0,
+        peak_in_flight: 1,
+    }
+}
+
+/// One line of the table: a case's medians over the rounds beside the
+/// floor's, its ratio to the floor (median and range), and its rate
+/// against `base`.
+struct Row<'a> {
+    bytes: usize,
+    appenders: usize,
+    backend: &'a str,
+    flight: String,
+    base: f64,
+}
+
+impl Row<'_> {
+    fn print(&self, rounds: &[(Measured, f64)], floors: &[Measured]) {
+        let rate = med(rounds, |(m, _)| m.appends_per_sec);
+        let ratios: Vec<f64> = rounds.iter().map(|(_, r)| 100.0 * r).collect();
+        let (lo, hi) = ratios
+            .iter()
+            .fold((f64::MAX, f64::MIN), |(lo, hi), &r| (lo.min(r), hi.max(r)));
+        println!(
+            "{:>8} {:>5} {:>9} {} | {:>10.0} {:>8.1} {:>8.1} {:>8.1} {:>8.1} | {:>10.0} {:>8.1} {:>8.1} {:>8.1} | {:>6.0}% {:>8.1}× {:>4.0}–{:.0}%",
+            self.bytes,
+            self.appenders,
+            self.backend,
+            self.flight,
+            rate,
+            med(rounds, |(m, _)| m.mb_per_sec),
+            med(rounds, |(m, _)| m.p50_us),
+            med(rounds, |(m, _)| m.p99_us),
+            med(rounds, |(m, _)| m.per_write),
+            med(floors, |m| m.appends_per_sec),
+            med(floors, |m| m.mb_per_sec),
+            med(floors, |m| m.p50_us),
+            med(floors, |m| m.p99_us),
+            median(ratios),
+            rate / self.base,
+            lo,
+            hi
+        );
+    }
 }
