@@ -58,18 +58,35 @@ impl WalBenchReport {
     }
 }
 
-/// One frame of about `bytes` bytes.
+/// One frame of `bytes` bytes, or of the most bytes below that a frame can
+/// have (an encoded frame is a whole number of 16-byte words): an append of
+/// 64 KiB must be one, not 16 bytes short of one, or it would fall below
+/// `LEND_MIN` and be copied.
 pub fn frame_of(bytes: usize) -> AlignedVec {
-    let record = Record {
-        author: LeaderId::new(1, 1),
-        lsn: 0,
-        cmd: vec![0x5a; bytes.saturating_sub(FRAME_OVERHEAD).max(1)],
-        deps: Default::default(),
+    let encoded = |cmd: usize| {
+        let record = Record {
+            author: LeaderId::new(1, 1),
+            lsn: 0,
+            cmd: vec![0x5a; cmd.max(1)],
+            deps: Default::default(),
+        };
+        encode(&RecordBatch {
+            records: vec![record],
+        })
+        .expect("a benchmark frame encodes")
     };
-    encode(&RecordBatch {
-        records: vec![record],
-    })
-    .expect("a benchmark frame encodes")
+    let mut cmd = bytes.saturating_sub(FRAME_OVERHEAD);
+    let mut frame = encoded(cmd);
+    // The command's bytes add to the frame's one for one, then round up.
+    while frame.len() < bytes {
+        let longer = encoded(cmd + (bytes - frame.len()));
+        if longer.len() > bytes {
+            break;
+        }
+        cmd += bytes - frame.len();
+        frame = longer;
+    }
+    frame
 }
 
 /// Runs one case in a fresh directory under `dir`.
@@ -149,4 +166,19 @@ pub fn run(dir: &Path, config: &WalBenchConfig) -> Result<WalBenchReport, WalErr
     writer.join();
     let _ = std::fs::remove_dir_all(&dir);
     Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wal::LEND_MIN;
+
+    #[test]
+    fn benchmark_frames_have_the_size_asked_for() {
+        for bytes in [4096, LEND_MIN, 262144, 1 << 20, 1048000] {
+            assert_eq!(frame_of(bytes).len(), bytes);
+        }
+        // Not a whole number of 16-byte words: the largest frame below.
+        assert_eq!(frame_of(3000).len(), 2992);
+    }
 }
