@@ -12,14 +12,49 @@ use std::time::{Duration, Instant};
 
 pub const CLUSTER_ID: u64 = 0xC0FFEE;
 
+/// `n` distinct ports on loopback that nothing listens on, for nodes to bind.
+///
+/// They are taken below the kernel's ephemeral range. A port from that range
+/// (what binding port 0 gives) is free only until the node binds it, and in
+/// between any outgoing connection on the machine (the other nodes' links,
+/// the clients) may take it as its source port: the node then fails to
+/// start with "address already in use". Ports below the range are handed
+/// out by nobody else here; each is checked free, and never given twice in
+/// one test binary, whose tests run at once.
 pub fn free_ports(n: usize) -> Vec<u16> {
-    let listeners: Vec<TcpListener> = (0..n)
-        .map(|_| TcpListener::bind("127.0.0.1:0").unwrap())
-        .collect();
-    listeners
-        .iter()
-        .map(|l| l.local_addr().unwrap().port())
-        .collect()
+    use std::collections::BTreeSet;
+    use std::sync::Mutex;
+    static GIVEN: Mutex<BTreeSet<u16>> = Mutex::new(BTreeSet::new());
+    const LOWEST: u32 = 10_000;
+    let ephemeral_low = std::fs::read_to_string("/proc/sys/net/ipv4/ip_local_port_range")
+        .ok()
+        .and_then(|r| r.split_whitespace().next()?.parse::<u32>().ok())
+        .unwrap_or(32_768);
+    assert!(
+        ephemeral_low > LOWEST + 1_000,
+        "room below the ephemeral ports"
+    );
+    let span = ephemeral_low - LOWEST;
+    // Test binaries run one after another, but each start somewhere else.
+    let seed = std::process::id()
+        ^ std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+    let mut given = GIVEN.lock().unwrap_or_else(|e| e.into_inner());
+    let mut ports = Vec::with_capacity(n);
+    for step in 0..span {
+        if ports.len() == n {
+            break;
+        }
+        let port = (LOWEST + (seed.wrapping_add(step.wrapping_mul(7_919))) % span) as u16;
+        if given.contains(&port) || TcpListener::bind(("127.0.0.1", port)).is_err() {
+            continue;
+        }
+        given.insert(port);
+        ports.push(port);
+    }
+    assert_eq!(ports.len(), n, "{n} free ports below {ephemeral_low}");
+    ports
 }
 
 pub struct Cluster {
@@ -199,15 +234,25 @@ impl Cluster {
         }
     }
 
-    /// The last lines of each node's log.
+    /// The last lines of each node's log, without backtrace frames (with
+    /// `RUST_BACKTRACE` set they would crowd out the error above them).
     pub fn logs(&self) -> String {
         const LINES: usize = 80;
         let root: &Path = self.root.path();
+        let frame = |line: &&str| {
+            let line = line.trim_start();
+            // `12: tokio::runtime::…` and `at /path:line`, not an error's
+            // numbered causes (`1: No space left on device`).
+            line.starts_with("at ")
+                || line
+                    .split_once(": ")
+                    .is_some_and(|(n, f)| n.parse::<u32>().is_ok() && f.contains("::"))
+        };
         (1..=3)
             .map(|id| {
                 let log =
                     std::fs::read_to_string(root.join(format!("log-{id}"))).unwrap_or_default();
-                let lines: Vec<&str> = log.lines().collect();
+                let lines: Vec<&str> = log.lines().filter(|l| !frame(l)).collect();
                 let from = lines.len().saturating_sub(LINES);
                 format!(
                     "node {id} (last {} of {} lines):\n{}",
