@@ -18,11 +18,34 @@ const SEGMENT: usize = 64 << 20;
 /// Bytes a record adds around its command in an encoded batch frame.
 const FRAME_OVERHEAD: usize = 128;
 
+/// How a case's appenders wait for their appends.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Appenders {
+    /// Each appender is a thread blocked in `append_reusing` until its
+    /// frame is durable.
+    Threads,
+    /// One driver thread keeps one append in flight per appender through
+    /// `submit`; each append's callback hands it back over a channel and the
+    /// driver submits that appender's next. A replica's driver appends this
+    /// way: it never blocks on the WAL.
+    Driver,
+}
+
+impl Appenders {
+    pub fn name(self) -> &'static str {
+        match self {
+            Appenders::Threads => "threads",
+            Appenders::Driver => "driver",
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct WalBenchConfig {
     /// Bytes per append (one frame).
     pub bytes: usize,
     pub appenders: usize,
+    pub kind: Appenders,
     pub duration: Duration,
     pub backend: Backend,
     /// Durability through `O_DSYNC` writes instead of `fdatasync`.
@@ -121,8 +144,34 @@ pub fn run(dir: &Path, config: &WalBenchConfig) -> Result<WalBenchReport, WalErr
     let writes = wal.write_counter();
     let chosen = chosen_rx.recv().unwrap_or("unknown");
     let frame = frame_of(config.bytes);
-    let stop = Arc::new(AtomicBool::new(false));
     let started = Instant::now();
+    let (appends, latency) = match config.kind {
+        Appenders::Threads => run_threads(&wal, &frame, config)?,
+        Appenders::Driver => run_driver(&wal, &frame, config)?,
+    };
+    let report = WalBenchReport {
+        appends,
+        bytes: appends * frame.len() as u64,
+        elapsed: started.elapsed(),
+        latency,
+        backend: chosen,
+        writes: writes.load(Ordering::Relaxed),
+        peak_in_flight: wal.peak_in_flight(),
+    };
+    drop(wal);
+    writer.join();
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(report)
+}
+
+/// Appender threads, each blocked in `append_reusing`, for the duration:
+/// the appends made and their latencies.
+fn run_threads(
+    wal: &GroupWal,
+    frame: &AlignedVec,
+    config: &WalBenchConfig,
+) -> Result<(u64, Histogram<u64>), WalError> {
+    let stop = Arc::new(AtomicBool::new(false));
     let threads: Vec<_> = (0..config.appenders)
         .map(|_| {
             let wal = wal.clone();
@@ -144,28 +193,60 @@ pub fn run(dir: &Path, config: &WalBenchConfig) -> Result<WalBenchReport, WalErr
         .collect();
     std::thread::sleep(config.duration);
     stop.store(true, Ordering::Relaxed);
-    let mut report = WalBenchReport {
-        appends: 0,
-        bytes: 0,
-        elapsed: Duration::ZERO,
-        latency: latency_histogram(),
-        backend: chosen,
-        writes: 0,
-        peak_in_flight: 0,
-    };
+    let mut appends = 0;
+    let mut latency = latency_histogram();
     for t in threads {
-        let (appends, latency) = t.join().expect("appender thread")?;
-        report.appends += appends;
-        report.latency.add(&latency).expect("same histogram bounds");
+        let (made, measured) = t.join().expect("appender thread")?;
+        appends += made;
+        latency.add(&measured).expect("same histogram bounds");
     }
-    report.elapsed = started.elapsed();
-    report.bytes = report.appends * frame.len() as u64;
-    report.writes = writes.load(Ordering::Relaxed);
-    report.peak_in_flight = wal.peak_in_flight();
-    drop(wal);
-    writer.join();
-    let _ = std::fs::remove_dir_all(&dir);
-    Ok(report)
+    Ok((appends, latency))
+}
+
+/// An append of one driver-style appender, resolved: which appender, when
+/// it was submitted, its result and its frames back.
+type Resolved = (usize, Instant, Result<u64, WalError>, Vec<AlignedVec>);
+
+/// One driver thread (this one) keeping one append in flight per appender
+/// through `submit`, for the duration: the appends made and their latencies.
+fn run_driver(
+    wal: &GroupWal,
+    frame: &AlignedVec,
+    config: &WalBenchConfig,
+) -> Result<(u64, Histogram<u64>), WalError> {
+    // Every appender has one append in flight at most: the channel never fills.
+    let (resolved_tx, resolved) = crossbeam::channel::bounded::<Resolved>(config.appenders);
+    let submit = |appender: usize, frames: Vec<AlignedVec>| {
+        let resolved_tx = resolved_tx.clone();
+        let submitted = Instant::now();
+        wal.submit(
+            frames,
+            Box::new(move |result, frames| {
+                let _ = resolved_tx.send((appender, submitted, result, frames));
+            }),
+        )
+    };
+    for appender in 0..config.appenders {
+        submit(appender, vec![frame.clone()])?;
+    }
+    let mut latency = latency_histogram();
+    let mut appends = 0;
+    let mut in_flight = config.appenders;
+    let end = Instant::now() + config.duration;
+    while in_flight > 0 {
+        let (appender, submitted, result, frames) =
+            resolved.recv().map_err(|_| WalError::Closed)?;
+        in_flight -= 1;
+        result?;
+        let now = Instant::now();
+        latency.saturating_record((now - submitted).as_nanos() as u64);
+        appends += 1;
+        if now < end {
+            submit(appender, frames)?;
+            in_flight += 1;
+        }
+    }
+    Ok((appends, latency))
 }
 
 #[cfg(test)]
@@ -180,5 +261,42 @@ mod tests {
         }
         // Not a whole number of 16-byte words: the largest frame below.
         assert_eq!(frame_of(3000).len(), 2992);
+    }
+
+    #[test]
+    fn both_kinds_of_appenders_count_every_append_once() {
+        let dir = tempfile::tempdir().unwrap();
+        for kind in [Appenders::Threads, Appenders::Driver] {
+            let config = WalBenchConfig {
+                bytes: 4096,
+                appenders: 4,
+                kind,
+                duration: Duration::from_millis(100),
+                backend: Backend::File,
+                dsync: true,
+                in_flight: 1,
+                prepare_for: 1e6,
+            };
+            let r = run(dir.path(), &config).unwrap();
+            assert!(
+                r.appends >= 4,
+                "{kind:?}: each appender appends at least once"
+            );
+            assert_eq!(
+                r.latency.len(),
+                r.appends,
+                "{kind:?}: one latency per append"
+            );
+            assert_eq!(r.bytes, r.appends * 4096);
+            assert!(
+                r.writes >= 1 && r.writes <= r.appends,
+                "{kind:?}: writes carry appends"
+            );
+        }
+        assert_eq!(
+            std::fs::read_dir(dir.path()).unwrap().count(),
+            0,
+            "segments go"
+        );
     }
 }

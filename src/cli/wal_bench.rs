@@ -4,7 +4,7 @@ use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 use traft::bench::floor::{self, FloorConfig};
-use traft::bench::wal::{self, Backend, WalBenchConfig};
+use traft::bench::wal::{self, Appenders, Backend, WalBenchConfig};
 
 #[derive(clap::Args)]
 pub struct WalBenchArgs {
@@ -24,6 +24,11 @@ pub struct WalBenchArgs {
     /// the `O_DSYNC` writes replicas use.
     #[arg(long)]
     fdatasync: bool,
+    /// How appenders wait (comma-separated cases): `threads`, each a thread
+    /// blocked until its append is durable; `driver`, one thread keeping an
+    /// append in flight per appender without blocking, as a replica does.
+    #[arg(long, value_delimiter = ',', default_values_t = [String::from("threads")])]
+    kind: Vec<String>,
     /// Writes in flight at most, io_uring only (comma-separated cases).
     #[arg(long, value_delimiter = ',', default_values_t = [traft::wal::WRITES_IN_FLIGHT_MAX])]
     in_flight: Vec<usize>,
@@ -79,6 +84,15 @@ pub fn run(args: WalBenchArgs) -> Result<()> {
         "file" => Backend::File,
         other => anyhow::bail!("unknown backend {other:?}: uring or file"),
     };
+    let kinds = args
+        .kind
+        .iter()
+        .map(|k| match k.as_str() {
+            "threads" => Ok(Appenders::Threads),
+            "driver" => Ok(Appenders::Driver),
+            other => anyhow::bail!("unknown kind of appenders {other:?}: threads or driver"),
+        })
+        .collect::<Result<Vec<_>>>()?;
     let duration = Duration::from_secs_f64(args.duration);
     println!(
         "WAL durable appends ({}) in {} ({:.1} s per case, {} round{}: medians, and the range of the ratio to each round's floor); floor: one O_DIRECT pwrite + fdatasync at a time",
@@ -89,9 +103,10 @@ pub fn run(args: WalBenchArgs) -> Result<()> {
         if args.rounds == 1 { "" } else { "s" }
     );
     println!(
-        "{:>8} {:>5} {:>9} {:>6} | {:>10} {:>8} {:>8} {:>8} {:>8} | {:>10} {:>8} {:>8} {:>8} | {:>7} {:>9} {:>9}",
+        "{:>8} {:>5} {:>7} {:>9} {:>6} | {:>10} {:>8} {:>8} {:>8} {:>8} | {:>10} {:>8} {:>8} {:>8} | {:>7} {:>9} {:>9}",
         "bytes",
         "appnd",
+        "kind",
         "backend",
         "flight",
         "appends/s",
@@ -119,10 +134,11 @@ pub fn run(args: WalBenchArgs) -> Result<()> {
             copy_in: false,
             threads: 1,
         };
-        let cases: Vec<(usize, usize)> = args
+        let cases: Vec<(usize, Appenders, usize)> = args
             .in_flight
             .iter()
-            .flat_map(|&f| args.appenders.iter().map(move |&a| (f, a)))
+            .flat_map(|&f| kinds.iter().map(move |&k| (f, k)))
+            .flat_map(|(f, k)| args.appenders.iter().map(move |&a| (f, k, a)))
             .collect();
         let mut raw_counts: Vec<usize> = Vec::new();
         if args.raw_threads {
@@ -146,10 +162,11 @@ pub fn run(args: WalBenchArgs) -> Result<()> {
                 let r = floor::run(dir, &config).context("the raw floor, threads")?;
                 raws[i].push((measured_floor(&r), r.mb_per_sec() / f.mb_per_sec()));
             }
-            for (i, &(in_flight, appenders)) in cases.iter().enumerate() {
+            for (i, &(in_flight, kind, appenders)) in cases.iter().enumerate() {
                 let config = WalBenchConfig {
                     bytes,
                     appenders,
+                    kind,
                     duration,
                     backend,
                     dsync: !args.fdatasync,
@@ -172,21 +189,25 @@ pub fn run(args: WalBenchArgs) -> Result<()> {
                 results[i].push((measured, ratio));
             }
         }
-        let mut single = None;
-        for (i, &(in_flight, appenders)) in cases.iter().enumerate() {
+        // The base of the `× 1 appnd` column: for each `in_flight`, the
+        // faster of the kinds' cases with the first number of appenders
+        // (against the slower, a ratio would flatter the kind).
+        let base = |in_flight: usize| {
+            cases
+                .iter()
+                .zip(&results)
+                .filter(|((f, _, a), _)| *f == in_flight && *a == args.appenders[0])
+                .map(|(_, rounds)| med(rounds, |(m, _)| m.appends_per_sec))
+                .fold(0.0, f64::max)
+        };
+        for (i, &(in_flight, kind, appenders)) in cases.iter().enumerate() {
             let rounds = &results[i];
-            let rate = med(rounds, |(m, _)| m.appends_per_sec);
-            // Each group of cases (one `in_flight`) starts with its first
-            // number of appenders: the base of the `× 1 appnd` column.
-            let one = match single {
-                Some(one) if appenders != args.appenders[0] => one,
-                _ => rate,
-            };
-            single = Some(one);
+            let one = base(in_flight);
             let peak = rounds.iter().map(|(m, _)| m.peak_in_flight).max();
             let row = Row {
                 bytes,
                 appenders,
+                kind: kind.name(),
                 backend: backend_name,
                 flight: format!("{:>3}/{:<2}", peak.unwrap_or(0), in_flight),
                 base: one,
@@ -198,6 +219,7 @@ pub fn run(args: WalBenchArgs) -> Result<()> {
             let row = Row {
                 bytes,
                 appenders: threads,
+                kind: "threads",
                 backend: "raw",
                 flight: format!("{:>3}/{:<2}", threads, threads),
                 base: one,
@@ -227,6 +249,7 @@ fn measured_floor(f: &floor::FloorReport) -> Measured {
 struct Row<'a> {
     bytes: usize,
     appenders: usize,
+    kind: &'a str,
     backend: &'a str,
     flight: String,
     base: f64,
@@ -240,9 +263,10 @@ impl Row<'_> {
             .iter()
             .fold((f64::MAX, f64::MIN), |(lo, hi), &r| (lo.min(r), hi.max(r)));
         println!(
-            "{:>8} {:>5} {:>9} {} | {:>10.0} {:>8.1} {:>8.1} {:>8.1} {:>8.1} | {:>10.0} {:>8.1} {:>8.1} {:>8.1} | {:>6.0}% {:>8.1}× {:>4.0}–{:.0}%",
+            "{:>8} {:>5} {:>7} {:>9} {} | {:>10.0} {:>8.1} {:>8.1} {:>8.1} {:>8.1} | {:>10.0} {:>8.1} {:>8.1} {:>8.1} | {:>6.0}% {:>8.1}× {:>4.0}–{:.0}%",
             self.bytes,
             self.appenders,
+            self.kind,
             self.backend,
             self.flight,
             rate,
