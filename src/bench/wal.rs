@@ -6,6 +6,7 @@ use crate::frame::{encode, Record, RecordBatch};
 use crate::ids::LeaderId;
 pub use crate::wal::Backend;
 use crate::wal::{file, open_backend, GroupWal, WalError, WalOptions};
+use crossbeam::channel::TrySendError;
 use hdrhistogram::Histogram;
 use rkyv::util::AlignedVec;
 use std::path::Path;
@@ -221,8 +222,14 @@ fn run_driver(
         let submitted = Instant::now();
         wal.submit(
             frames,
+            // Runs on the writer thread, which must never block here.
             Box::new(move |result, frames| {
-                let _ = resolved_tx.send((appender, submitted, result, frames));
+                match resolved_tx.try_send((appender, submitted, result, frames)) {
+                    Ok(()) | Err(TrySendError::Disconnected(_)) => {}
+                    Err(TrySendError::Full(_)) => {
+                        panic!("more than one append in flight for appender {appender}")
+                    }
+                }
             }),
         )
     };
