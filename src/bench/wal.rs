@@ -33,6 +33,8 @@ pub enum Appenders {
 }
 
 impl Appenders {
+    pub const ALL: [Appenders; 2] = [Appenders::Threads, Appenders::Driver];
+
     pub fn name(self) -> &'static str {
         match self {
             Appenders::Threads => "threads",
@@ -273,7 +275,7 @@ mod tests {
     #[test]
     fn both_kinds_of_appenders_count_every_append_once() {
         let dir = tempfile::tempdir().unwrap();
-        for kind in [Appenders::Threads, Appenders::Driver] {
+        for kind in Appenders::ALL {
             let config = WalBenchConfig {
                 bytes: 4096,
                 appenders: 4,

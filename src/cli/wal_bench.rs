@@ -87,10 +87,11 @@ pub fn run(args: WalBenchArgs) -> Result<()> {
     let kinds = args
         .kind
         .iter()
-        .map(|k| match k.as_str() {
-            "threads" => Ok(Appenders::Threads),
-            "driver" => Ok(Appenders::Driver),
-            other => anyhow::bail!("unknown kind of appenders {other:?}: threads or driver"),
+        .map(|k| {
+            Appenders::ALL
+                .into_iter()
+                .find(|a| a.name() == k)
+                .with_context(|| format!("unknown kind of appenders {k:?}: threads or driver"))
         })
         .collect::<Result<Vec<_>>>()?;
     let duration = Duration::from_secs_f64(args.duration);
