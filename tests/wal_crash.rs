@@ -2,8 +2,10 @@
 //! each batch once it is durable; this test SIGKILLs it at random moments,
 //! starts it again (it recovers first), and after every kill checks that
 //! every acknowledged frame is present and intact and that recovery returns
-//! nothing `append-loop` never wrote. `TRAFT_WAL_KILLS` sets the number of
-//! kills (default 50).
+//! nothing `append-loop` never wrote. Every other run keeps zero-filled
+//! files ready on a second thread, so that kills land while a segment is
+//! being adopted ahead of use. `TRAFT_WAL_KILLS` sets the number of kills
+//! (default 50).
 //!
 //! SIGKILL leaves the page cache intact: this shows recovery after process
 //! death, not durability across power loss (`wal_power_loss.rs` does that).
@@ -26,10 +28,15 @@ fn every_acknowledged_append_survives_sigkill() {
     let mut rng = Rng::new(0x5eed_c4a5);
     let mut acked_through = 0u64;
     for kill in 0..kills {
-        let mut child = Command::new(TRAFT)
+        let mut command = Command::new(TRAFT);
+        command
             .args(["wal", "append-loop"])
             .arg(&wal)
-            .args(["--segment-size", "16384"])
+            .args(["--segment-size", "16384"]);
+        if kill % 2 == 1 {
+            command.arg("--prepared-ahead");
+        }
+        let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit())
             .spawn()

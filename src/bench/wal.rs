@@ -4,6 +4,7 @@
 use super::latency_histogram;
 use crate::frame::{encode, Record, RecordBatch};
 use crate::ids::LeaderId;
+use crate::wal::stages::{self, Hop};
 pub use crate::wal::Backend;
 use crate::wal::{file, open_backend, GroupWal, WalError, WalOptions};
 use crossbeam::channel::TrySendError;
@@ -72,6 +73,9 @@ pub struct WalBenchReport {
     pub writes: u64,
     /// The most writes that were in flight at once.
     pub peak_in_flight: u64,
+    /// Where one appender's appends spent their time (`wal-stages` builds,
+    /// one appender only; empty otherwise).
+    pub stages: Vec<Hop>,
 }
 
 impl WalBenchReport {
@@ -152,17 +156,26 @@ pub fn run(dir: &Path, config: &WalBenchConfig) -> Result<WalBenchReport, WalErr
         Appenders::Threads => run_threads(&wal, &frame, config)?,
         Appenders::Driver => run_driver(&wal, &frame, config)?,
     };
+    let elapsed = started.elapsed();
+    let peak_in_flight = wal.peak_in_flight();
+    drop(wal);
+    writer.join();
+    // Taken in every case, so that no case's marks run into the next one's.
+    let hops = stages::take_hops();
     let report = WalBenchReport {
         appends,
         bytes: appends * frame.len() as u64,
-        elapsed: started.elapsed(),
+        elapsed,
         latency,
         backend: chosen,
         writes: writes.load(Ordering::Relaxed),
-        peak_in_flight: wal.peak_in_flight(),
+        peak_in_flight,
+        stages: if config.appenders == 1 {
+            hops
+        } else {
+            Vec::new()
+        },
     };
-    drop(wal);
-    writer.join();
     let _ = std::fs::remove_dir_all(&dir);
     Ok(report)
 }

@@ -22,6 +22,10 @@ pub enum WalCommand {
         dir: PathBuf,
         #[arg(long, default_value_t = 64 * 1024)]
         segment_size: usize,
+        /// Keep zero-filled files ready on a second thread, as a replica
+        /// does, so that segments are adopted from them ahead of use.
+        #[arg(long)]
+        prepared_ahead: bool,
     },
     /// Check that every frame holds the content `append-loop` gives its
     /// `wal_seq`, and that every `wal_seq` up to the given one is present.
@@ -39,7 +43,11 @@ pub fn run(command: WalCommand) -> Result<()> {
     match command {
         WalCommand::Check { dir } => check(&dir),
         WalCommand::Dump { dir } => dump(&dir),
-        WalCommand::AppendLoop { dir, segment_size } => append_loop(&dir, segment_size),
+        WalCommand::AppendLoop {
+            dir,
+            segment_size,
+            prepared_ahead,
+        } => append_loop(&dir, segment_size, prepared_ahead),
         WalCommand::Verify { dir, acked_through } => verify(&dir, acked_through),
     }
 }
@@ -166,8 +174,17 @@ fn content(seq: u64) -> RecordBatch {
     RecordBatch { records }
 }
 
-fn append_loop(dir: &Path, segment_size: usize) -> Result<()> {
+fn append_loop(dir: &Path, segment_size: usize, prepared_ahead: bool) -> Result<()> {
     std::fs::create_dir_all(dir)?;
+    if prepared_ahead {
+        let dir = dir.to_path_buf();
+        std::thread::spawn(move || loop {
+            if let Err(e) = wal::file::prepare_ahead(&dir, segment_size, 2) {
+                eprintln!("preparing segments ahead: {e}");
+            }
+            std::thread::sleep(std::time::Duration::from_millis(1));
+        });
+    }
     let (mut slot, found) = wal::SlotFile::open(dir)?;
     let incarnation = slot.boot(found)?.incarnation;
     let storage = FileStorage::new(dir, true)?;

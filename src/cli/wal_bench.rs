@@ -177,6 +177,7 @@ pub fn run(args: WalBenchArgs) -> Result<()> {
                 };
                 let r = wal::run(dir, &config).context("WAL appends")?;
                 backend_name = r.backend;
+                print_stages(&config, &r.stages);
                 let us = |q: f64| r.latency.value_at_quantile(q) as f64 / 1e3;
                 let ratio = r.mb_per_sec() / f.mb_per_sec();
                 let measured = Measured {
@@ -229,6 +230,25 @@ pub fn run(args: WalBenchArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Where one appender's appends went, hop by hop (`wal-stages` builds):
+/// to standard error, beside the table.
+fn print_stages(config: &WalBenchConfig, hops: &[traft::wal::stages::Hop]) {
+    if hops.is_empty() {
+        return;
+    }
+    eprintln!(
+        "stages of {} B appends, one appender ({}):",
+        config.bytes,
+        config.kind.name()
+    );
+    for hop in hops {
+        eprintln!(
+            "  {:>9?} → {:<9?} {:>7} times  p50 {:>7.1} µs  p90 {:>7.1} µs  p99 {:>7.1} µs",
+            hop.from, hop.to, hop.count, hop.p50_us, hop.p90_us, hop.p99_us
+        );
+    }
 }
 
 /// The floor's figures in one round.

@@ -3,6 +3,7 @@
 //! when it does not), durability through `fdatasync`; creating, renaming and
 //! deleting a segment also syncs the directory.
 
+use super::adopt::{adopt_into, Adopting, PREPARED_SUFFIX};
 use super::storage::{assert_whole_blocks, Storage, BLOCK};
 use rkyv::util::AlignedVec;
 use std::collections::HashMap;
@@ -12,8 +13,6 @@ use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
 const SUFFIX: &str = ".wal";
-/// Zero-filled, synced files waiting to become segments.
-const PREPARED_SUFFIX: &str = ".zero";
 
 pub struct FileStorage {
     dir: PathBuf,
@@ -23,6 +22,9 @@ pub struct FileStorage {
     /// separate `fdatasync` (this disk has no FUA: the kernel flushes either way).
     dsync: bool,
     open: HashMap<u64, File>,
+    /// A prepared file being made a segment ahead of use, if any: every
+    /// other change to the directory waits for it first.
+    adopting: Option<Adopting>,
 }
 
 impl FileStorage {
@@ -35,6 +37,7 @@ impl FileStorage {
             direct,
             dsync: false,
             open: HashMap::new(),
+            adopting: None,
         })
     }
 
@@ -54,6 +57,12 @@ impl FileStorage {
 
     fn sync_dir(&self) -> io::Result<()> {
         File::open(&self.dir)?.sync_all()
+    }
+
+    /// Waits for the adoption running ahead, if any: the index it was for
+    /// and whether it adopted a file.
+    fn finish_adopting(&mut self) -> io::Result<Option<(u64, bool)>> {
+        self.adopting.take().map(Adopting::finish).transpose()
     }
 
     fn file(&mut self, index: u64) -> io::Result<&File> {
@@ -173,6 +182,7 @@ impl Storage for FileStorage {
     }
 
     fn prepare(&mut self, index: u64, size: usize) -> io::Result<()> {
+        self.finish_adopting()?;
         // Zeroed under a temporary name, so a crash never leaves a short
         // segment under a real one.
         let tmp = self.dir.join(format!("{index:016x}.tmp"));
@@ -185,12 +195,14 @@ impl Storage for FileStorage {
     }
 
     fn rename(&mut self, from: u64, to: u64) -> io::Result<()> {
+        self.finish_adopting()?;
         self.open.remove(&from);
         fs::rename(self.path(from), self.path(to))?;
         self.sync_dir()
     }
 
     fn remove(&mut self, index: u64) -> io::Result<()> {
+        self.finish_adopting()?;
         self.open.remove(&index);
         fs::remove_file(self.path(index))?;
         self.sync_dir()
@@ -228,19 +240,35 @@ impl Storage for FileStorage {
     }
 
     fn adopt_prepared(&mut self, index: u64, size: usize) -> io::Result<bool> {
-        for entry in fs::read_dir(&self.dir)? {
-            let entry = entry?;
-            let prepared = entry
-                .file_name()
-                .to_str()
-                .is_some_and(|n| n.ends_with(PREPARED_SUFFIX));
-            if prepared && entry.metadata()?.len() == size as u64 {
-                fs::rename(entry.path(), self.path(index))?;
-                self.sync_dir()?;
+        // A file adopted ahead for another index stays a zero-filled
+        // segment the WAL has not written: taking that index later puts a
+        // new file under its name, and recovery sees it as a spare.
+        if let Some((ahead, adopted)) = self.finish_adopting()? {
+            if ahead == index && adopted {
                 return Ok(true);
             }
         }
-        Ok(false)
+        adopt_into(&self.dir, &self.path(index), size)
+    }
+
+    fn adopt_ahead(&mut self, index: u64, size: usize) {
+        // One at a time: a second would wait for the first anyway.
+        if self.adopting.is_none() {
+            self.adopting = Adopting::start(self.dir.clone(), index, self.path(index), size);
+        }
+    }
+}
+
+impl Drop for FileStorage {
+    /// No thread changes the directory once its storage is gone (a WAL
+    /// opened on it next must see it as it stays).
+    fn drop(&mut self) {
+        if let Err(e) = self.finish_adopting() {
+            tracing::warn!(
+                "adopting a WAL segment ahead in {}: {e}",
+                self.dir.display()
+            );
+        }
     }
 }
 

@@ -7,6 +7,7 @@
 
 use super::gather::LentFrame;
 use super::reply::reply;
+use super::stages::{self, Stage};
 use super::storage::{Completion, Storage};
 use super::writer::{PlannedWrite, Recovered, Wal, WalError, WalOptions};
 use crate::ids::Lsn;
@@ -178,11 +179,13 @@ impl GroupWal {
     /// append overwrites them.
     pub fn append_reusing(&self, frames: &mut Vec<AlignedVec>) -> Result<u64, WalError> {
         let (done, wait) = reply();
+        stages::mark(Stage::Submitted);
         self.submit(
             std::mem::take(frames),
             Box::new(move |result, frames| done.send((result, frames))),
         )?;
         let (result, back) = wait.wait().ok_or(WalError::Closed)?;
+        stages::mark(Stage::Returned);
         *frames = back;
         result
     }
@@ -296,7 +299,10 @@ fn write_loop<S: Storage>(
             }
             crossbeam::channel::select! {
                 recv(queue) -> request => match request {
-                    Ok(request) => held.push(request),
+                    Ok(request) => {
+                        stages::mark(Stage::Taken);
+                        held.push(request);
+                    }
                     Err(_) => return,
                 },
                 recv(purge_queue) -> purge => match purge {
@@ -307,7 +313,10 @@ fn write_loop<S: Storage>(
         }
         loop {
             match queue.try_recv() {
-                Ok(request) => held.push(request),
+                Ok(request) => {
+                    stages::mark(Stage::Taken);
+                    held.push(request);
+                }
                 Err(TryRecvError::Empty) => break,
                 Err(TryRecvError::Disconnected) => {
                     closed = true;
@@ -332,6 +341,7 @@ fn write_loop<S: Storage>(
                     writes.fetch_add(writes_planned.len() as u64, Ordering::Relaxed);
                     for write in writes_planned {
                         let (id, segment) = (write.id, write.segment);
+                        stages::mark(Stage::Started);
                         let (started, result) = match wal.storage_mut().pipeline() {
                             // Its completion comes from `wait`.
                             Some(pipeline) => {
@@ -346,9 +356,11 @@ fn write_loop<S: Storage>(
                             }
                             None => {
                                 let pieces = write.bytes.pieces();
+                                stages::mark(Stage::Issued);
                                 let result =
                                     wal.storage_mut()
                                         .write_durable(segment, write.offset, &pieces);
+                                stages::mark(Stage::Written);
                                 drop(pieces);
                                 give_back(&mut planned, wal.write_over(write.bytes));
                                 (false, result)
@@ -376,6 +388,7 @@ fn write_loop<S: Storage>(
                 .pipeline()
                 .expect("writes in flight only with a pipeline")
                 .wait(notify);
+            stages::mark(Stage::Collected);
             for Completion { id, result, bytes } in done {
                 in_flight -= 1;
                 give_back(&mut planned, wal.write_over(bytes));
@@ -387,6 +400,7 @@ fn write_loop<S: Storage>(
         let mark = wal.durable_mark();
         while planned.front().is_some_and(|p| p.end <= mark) {
             let p = planned.pop_front().expect("checked");
+            stages::mark(Stage::Resolved);
             (p.done)(Ok(p.first), p.frames);
         }
     }

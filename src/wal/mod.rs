@@ -2,6 +2,7 @@
 //! appends whole blocks and syncs, recovery that tells a torn tail from
 //! corruption.
 
+mod adopt;
 pub mod entry;
 pub mod file;
 pub mod gather;
@@ -10,6 +11,7 @@ pub mod purge;
 pub mod reply;
 pub mod scan;
 pub mod slot;
+pub mod stages;
 pub mod storage;
 pub mod store;
 pub mod uring;

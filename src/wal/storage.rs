@@ -40,6 +40,10 @@ pub trait Storage {
     fn adopt_prepared(&mut self, _index: u64, _size: usize) -> io::Result<bool> {
         Ok(false)
     }
+    /// Starts making a prepared file segment `index` off the calling
+    /// thread, where a backend can; `adopt_prepared(index)` then takes the
+    /// result. Without, `adopt_prepared` does it all when asked.
+    fn adopt_ahead(&mut self, _index: u64, _size: usize) {}
     /// The backend's way to keep several durable writes in flight, if it
     /// has one; without, writes go one at a time through `write_durable`.
     fn pipeline(&mut self) -> Option<&mut dyn Pipeline> {
@@ -108,6 +112,9 @@ impl<S: Storage + ?Sized> Storage for Box<S> {
     }
     fn adopt_prepared(&mut self, index: u64, size: usize) -> io::Result<bool> {
         (**self).adopt_prepared(index, size)
+    }
+    fn adopt_ahead(&mut self, index: u64, size: usize) {
+        (**self).adopt_ahead(index, size)
     }
     fn write_durable(&mut self, index: u64, offset: usize, pieces: &[&[u8]]) -> io::Result<()> {
         (**self).write_durable(index, offset, pieces)

@@ -5,6 +5,7 @@
 
 use super::file::{open_for_writes, FileStorage};
 use super::gather::WriteBytes;
+use super::stages::{self, Stage};
 use super::storage::{assert_whole_blocks, Completion, Pipeline, Storage, BLOCK};
 use rkyv::util::AlignedVec;
 use std::cell::RefCell;
@@ -231,6 +232,10 @@ impl Storage for UringStorage {
         self.files.adopt_prepared(index, size)
     }
 
+    fn adopt_ahead(&mut self, index: u64, size: usize) {
+        self.files.adopt_ahead(index, size)
+    }
+
     fn pipeline(&mut self) -> Option<&mut dyn Pipeline> {
         Some(self)
     }
@@ -254,11 +259,13 @@ impl Pipeline for UringStorage {
         // in `wait`, which the writer calls right after starting writes.
         self.runtime.block_on(async move {
             tokio_uring::spawn(async move {
+                stages::mark(Stage::Issued);
                 let (written, pieces) = write_all(&file, pieces_of(bytes), offset as u64).await;
                 let result = match written {
                     Ok(()) if sync => file.sync_data().await,
                     other => other,
                 };
+                stages::mark(Stage::Written);
                 let bytes = bytes_of(pieces);
                 done.borrow_mut().push(Completion { id, result, bytes });
                 wake.notify_one();

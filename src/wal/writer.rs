@@ -300,7 +300,7 @@ impl<S: Storage> Wal<S> {
         for (i, r) in reach {
             live.entry(i).or_default().reach = Some(r);
         }
-        let wal = Wal {
+        let mut wal = Wal {
             storage,
             options,
             segment: end.segment,
@@ -315,6 +315,7 @@ impl<S: Storage> Wal<S> {
             tail_write: None,
             buffers: Vec::new(),
         };
+        wal.adopt_next_ahead();
         let recovered = Recovered {
             frames,
             cut: found.cut,
@@ -712,7 +713,18 @@ impl<S: Storage> Wal<S> {
         self.segment = next;
         self.offset = 0;
         self.tail.clear();
+        self.adopt_next_ahead();
         Ok(())
+    }
+
+    /// Has the segment after the current one made ready while this one
+    /// fills, unless it is ready already: its name's directory sync is then
+    /// off the commit path.
+    fn adopt_next_ahead(&mut self) {
+        let next = self.segment + 1;
+        if !self.spare.contains(&next) {
+            self.storage.adopt_ahead(next, self.options.segment_size);
+        }
     }
 }
 
