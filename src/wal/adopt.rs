@@ -17,16 +17,20 @@ use std::thread::JoinHandle;
 /// a segment.
 pub(super) const PREPARED_SUFFIX: &str = ".zero";
 
+/// Whether a directory entry is a prepared file (of any size).
+pub(super) fn is_prepared(entry: &fs::DirEntry) -> bool {
+    entry
+        .file_name()
+        .to_str()
+        .is_some_and(|n| n.ends_with(PREPARED_SUFFIX))
+}
+
 /// Renames a prepared file of `size` bytes in `dir` to `target` and syncs
 /// `dir`; returns whether one was there.
 pub(super) fn adopt_into(dir: &Path, target: &Path, size: usize) -> io::Result<bool> {
     for entry in fs::read_dir(dir)? {
         let entry = entry?;
-        let prepared = entry
-            .file_name()
-            .to_str()
-            .is_some_and(|n| n.ends_with(PREPARED_SUFFIX));
-        if prepared && entry.metadata()?.len() == size as u64 {
+        if is_prepared(&entry) && entry.metadata()?.len() == size as u64 {
             fs::rename(entry.path(), target)?;
             File::open(dir)?.sync_all()?;
             return Ok(true);
@@ -86,10 +90,7 @@ mod tests {
     fn prepared(dir: &std::path::Path) -> usize {
         std::fs::read_dir(dir)
             .unwrap()
-            .filter(|e| {
-                let name = e.as_ref().unwrap().file_name();
-                name.to_str().unwrap().ends_with(super::PREPARED_SUFFIX)
-            })
+            .filter(|e| super::is_prepared(e.as_ref().unwrap()))
             .count()
     }
 

@@ -3,7 +3,7 @@
 //! when it does not), durability through `fdatasync`; creating, renaming and
 //! deleting a segment also syncs the directory.
 
-use super::adopt::{adopt_into, Adopting, PREPARED_SUFFIX};
+use super::adopt::{adopt_into, is_prepared, Adopting, PREPARED_SUFFIX};
 use super::storage::{assert_whole_blocks, Storage, BLOCK};
 use rkyv::util::AlignedVec;
 use std::collections::HashMap;
@@ -277,11 +277,7 @@ impl Drop for FileStorage {
 pub fn prepare_ahead(dir: &Path, size: usize, keep: usize) -> io::Result<()> {
     let ready = fs::read_dir(dir)?
         .filter_map(|e| e.ok())
-        .filter(|e| {
-            e.file_name()
-                .to_str()
-                .is_some_and(|n| n.ends_with(PREPARED_SUFFIX))
-        })
+        .filter(is_prepared)
         .count();
     for i in ready..keep {
         let stamp = std::time::SystemTime::now()
