@@ -43,6 +43,9 @@ pub struct FloorReport {
     pub elapsed: Duration,
     /// Latency of one append (write + fdatasync), nanoseconds.
     pub latency: Histogram<u64>,
+    /// How the first thread's buffer lies in physical memory
+    /// (`memory::describe`): it moves the floor by up to a sixth here.
+    pub memory: String,
 }
 
 impl FloorReport {
@@ -93,11 +96,14 @@ pub fn run(dir: &Path, config: &FloorConfig) -> io::Result<FloorReport> {
     let file_size = part * config.threads as u64;
     crate::wal::file::zero_fill(&path, file_size)?;
     let (file, direct_io) = crate::wal::file::open_for_writes(&path, true, false)?;
+    let bufs: Vec<AlignedVec<BLOCK>> = (0..config.threads).map(|_| buf.clone()).collect();
+    let memory = super::memory::describe(&bufs[0]);
     let started = Instant::now();
     let parts: Vec<io::Result<(u64, Histogram<u64>)>> = std::thread::scope(|scope| {
         let threads: Vec<_> = (0..config.threads as u64)
-            .map(|i| {
-                let (file, buf) = (&file, buf.clone());
+            .zip(bufs)
+            .map(|(i, buf)| {
+                let file = &file;
                 let range = i * part..(i + 1) * part;
                 scope.spawn(move || append_loop(file, buf, range, config, started))
             })
@@ -115,6 +121,7 @@ pub fn run(dir: &Path, config: &FloorConfig) -> io::Result<FloorReport> {
         append_bytes: buf.len(),
         elapsed: started.elapsed(),
         latency: super::latency_histogram(),
+        memory,
     };
     for part in parts {
         let (appends, latency) = part?;

@@ -2,6 +2,7 @@
 
 pub mod cluster;
 pub mod floor;
+pub mod memory;
 pub mod net;
 pub mod wal;
 

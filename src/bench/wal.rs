@@ -75,6 +75,10 @@ pub struct WalBenchReport {
     /// Where one appender's appends spent their time (`wal-stages` builds,
     /// one appender only; empty otherwise).
     pub stages: Vec<Hop>,
+    /// How the first appender's frame lies in physical memory
+    /// (`memory::describe`): lent to the writes, it moves them as the
+    /// floor's buffer moves the floor.
+    pub frame_memory: String,
 }
 
 impl WalBenchReport {
@@ -150,10 +154,13 @@ pub fn run(dir: &Path, config: &WalBenchConfig) -> Result<WalBenchReport, WalErr
     let writes = wal.write_counter();
     let chosen = chosen_rx.recv().unwrap_or("unknown");
     let frame = frame_of(config.bytes);
+    // Each appender's own copy, made here so that its memory can be told.
+    let frames: Vec<AlignedVec> = (0..config.appenders).map(|_| frame.clone()).collect();
+    let frame_memory = super::memory::describe(&frames[0]);
     let started = Instant::now();
     let (appends, latency) = match config.kind {
-        Appenders::Threads => run_threads(&wal, &frame, config)?,
-        Appenders::Driver => run_driver(&wal, &frame, config)?,
+        Appenders::Threads => run_threads(&wal, frames, config)?,
+        Appenders::Driver => run_driver(&wal, frames, config)?,
     };
     let elapsed = started.elapsed();
     let peak_in_flight = wal.peak_in_flight();
@@ -174,6 +181,7 @@ pub fn run(dir: &Path, config: &WalBenchConfig) -> Result<WalBenchReport, WalErr
         } else {
             Vec::new()
         },
+        frame_memory,
     };
     let _ = std::fs::remove_dir_all(&dir);
     Ok(report)
@@ -183,14 +191,14 @@ pub fn run(dir: &Path, config: &WalBenchConfig) -> Result<WalBenchReport, WalErr
 /// the appends made and their latencies.
 fn run_threads(
     wal: &GroupWal,
-    frame: &AlignedVec,
+    frames: Vec<AlignedVec>,
     config: &WalBenchConfig,
 ) -> Result<(u64, Histogram<u64>), WalError> {
     let stop = Arc::new(AtomicBool::new(false));
-    let threads: Vec<_> = (0..config.appenders)
-        .map(|_| {
+    let threads: Vec<_> = frames
+        .into_iter()
+        .map(|frame| {
             let wal = wal.clone();
-            let frame = frame.clone();
             let stop = stop.clone();
             std::thread::spawn(move || -> Result<(u64, Histogram<u64>), WalError> {
                 let mut latency = latency_histogram();
@@ -263,7 +271,7 @@ impl Mailbox {
 /// through `submit`, for the duration: the appends made and their latencies.
 fn run_driver(
     wal: &GroupWal,
-    frame: &AlignedVec,
+    frames: Vec<AlignedVec>,
     config: &WalBenchConfig,
 ) -> Result<(u64, Histogram<u64>), WalError> {
     let mailbox = Arc::new(Mailbox {
@@ -280,8 +288,8 @@ fn run_driver(
             Box::new(move |result, frames| mailbox.post((appender, submitted, result, frames))),
         )
     };
-    for appender in 0..config.appenders {
-        submit(appender, vec![frame.clone()])?;
+    for (appender, frame) in frames.into_iter().enumerate() {
+        submit(appender, vec![frame])?;
     }
     let mut latency = latency_histogram();
     let mut appends = 0;

@@ -17,9 +17,10 @@ pub struct WalBenchArgs {
     /// Seconds per case.
     #[arg(long, default_value_t = 2.0)]
     duration: f64,
-    /// `uring` (io_uring on O_DIRECT files) or `file` (pwrite).
-    #[arg(long, default_value = "uring")]
-    backend: String,
+    /// `uring` (io_uring on O_DIRECT files) or `file` (pwrite), or both
+    /// (comma-separated cases, measured in the same rounds).
+    #[arg(long, value_delimiter = ',', default_values_t = [String::from("uring")])]
+    backend: Vec<String>,
     /// Make appends durable with a write and then `fdatasync`, instead of
     /// the `O_DSYNC` writes replicas use.
     #[arg(long)]
@@ -46,6 +47,14 @@ pub struct WalBenchArgs {
     /// gives concurrent writers that do not batch.
     #[arg(long)]
     raw_threads: bool,
+}
+
+/// One case of the table: how its appends were written and waited for.
+struct Case {
+    backend: Backend,
+    in_flight: usize,
+    kind: Appenders,
+    appenders: usize,
 }
 
 /// One case's figures in one round.
@@ -79,11 +88,15 @@ const FASTEST_DISK: f64 = 2.5e9;
 pub fn run(args: WalBenchArgs) -> Result<()> {
     let (_tmp, dir) = super::work_dir(args.dir.as_deref())?;
     let dir: &Path = &dir;
-    let backend = match args.backend.as_str() {
-        "uring" => Backend::Uring,
-        "file" => Backend::File,
-        other => anyhow::bail!("unknown backend {other:?}: uring or file"),
-    };
+    let backends = args
+        .backend
+        .iter()
+        .map(|b| match b.as_str() {
+            "uring" => Ok(Backend::Uring),
+            "file" => Ok(Backend::File),
+            other => anyhow::bail!("unknown backend {other:?}: uring or file"),
+        })
+        .collect::<Result<Vec<_>>>()?;
     let kinds = args
         .kind
         .iter()
@@ -135,11 +148,18 @@ pub fn run(args: WalBenchArgs) -> Result<()> {
             copy_in: false,
             threads: 1,
         };
-        let cases: Vec<(usize, Appenders, usize)> = args
-            .in_flight
+        let cases: Vec<Case> = backends
             .iter()
-            .flat_map(|&f| kinds.iter().map(move |&k| (f, k)))
-            .flat_map(|(f, k)| args.appenders.iter().map(move |&a| (f, k, a)))
+            .flat_map(|&b| args.in_flight.iter().map(move |&f| (b, f)))
+            .flat_map(|(b, f)| kinds.iter().map(move |&k| (b, f, k)))
+            .flat_map(|(backend, in_flight, kind)| {
+                args.appenders.iter().map(move |&appenders| Case {
+                    backend,
+                    in_flight,
+                    kind,
+                    appenders,
+                })
+            })
             .collect();
         let mut raw_counts: Vec<usize> = Vec::new();
         if args.raw_threads {
@@ -151,10 +171,17 @@ pub fn run(args: WalBenchArgs) -> Result<()> {
         let mut raws: Vec<Vec<(Measured, f64)>> = raw_counts.iter().map(|_| Vec::new()).collect();
         // Per case, per round: its figures and its ratio to that round's floor.
         let mut results: Vec<Vec<(Measured, f64)>> = cases.iter().map(|_| Vec::new()).collect();
-        let mut backend_name = "";
+        // What each case ran: the backend asked for may fall back.
+        let mut backend_names = vec![""; cases.len()];
         for _ in 0..args.rounds {
             let f = floor::run(dir, &floor_config).context("the raw floor")?;
             floors.push(measured_floor(&f));
+            eprintln!(
+                "{bytes} B, round {}: the floor {:.0} MB/s from a buffer in {}",
+                floors.len(),
+                f.mb_per_sec(),
+                f.memory
+            );
             for (i, &threads) in raw_counts.iter().enumerate() {
                 let config = FloorConfig {
                     threads,
@@ -163,21 +190,30 @@ pub fn run(args: WalBenchArgs) -> Result<()> {
                 let r = floor::run(dir, &config).context("the raw floor, threads")?;
                 raws[i].push((measured_floor(&r), r.mb_per_sec() / f.mb_per_sec()));
             }
-            for (i, &(in_flight, kind, appenders)) in cases.iter().enumerate() {
+            for (i, case) in cases.iter().enumerate() {
                 let config = WalBenchConfig {
                     bytes,
-                    appenders,
-                    kind,
+                    appenders: case.appenders,
+                    kind: case.kind,
                     duration,
-                    backend,
+                    backend: case.backend,
                     dsync: !args.fdatasync,
-                    in_flight,
+                    in_flight: case.in_flight,
                     // Half again the floor's rate: beyond any WAL's.
                     prepare_for: 1.5 * f.mb_per_sec() * 1e6,
                 };
                 let r = wal::run(dir, &config).context("WAL appends")?;
-                backend_name = r.backend;
+                backend_names[i] = r.backend;
                 print_stages(&config, &r.stages);
+                if case.appenders == 1 {
+                    eprintln!(
+                        "  one appender, {} {}: {:.0}% of the floor, its frame in {}",
+                        case.kind.name(),
+                        r.backend,
+                        100.0 * r.mb_per_sec() / f.mb_per_sec(),
+                        r.frame_memory
+                    );
+                }
                 let us = |q: f64| r.latency.value_at_quantile(q) as f64 / 1e3;
                 let ratio = r.mb_per_sec() / f.mb_per_sec();
                 let measured = Measured {
@@ -191,28 +227,31 @@ pub fn run(args: WalBenchArgs) -> Result<()> {
                 results[i].push((measured, ratio));
             }
         }
-        // The base of the `× 1 appnd` column: for each `in_flight`, the
-        // faster of the kinds' cases with the first number of appenders
-        // (against the slower, a ratio would flatter the kind).
-        let base = |in_flight: usize| {
+        // The base of the `× 1 appnd` column: for each backend and
+        // `in_flight`, the faster of the kinds' cases with the first number
+        // of appenders (against the slower, a ratio would flatter the kind).
+        let base = |of: &Case| {
             cases
                 .iter()
                 .zip(&results)
-                .filter(|((f, _, a), _)| *f == in_flight && *a == args.appenders[0])
+                .filter(|(c, _)| {
+                    c.backend == of.backend
+                        && c.in_flight == of.in_flight
+                        && c.appenders == args.appenders[0]
+                })
                 .map(|(_, rounds)| med(rounds, |(m, _)| m.appends_per_sec))
                 .fold(0.0, f64::max)
         };
-        for (i, &(in_flight, kind, appenders)) in cases.iter().enumerate() {
+        for (i, case) in cases.iter().enumerate() {
             let rounds = &results[i];
-            let one = base(in_flight);
             let peak = rounds.iter().map(|(m, _)| m.peak_in_flight).max();
             let row = Row {
                 bytes,
-                appenders,
-                kind: kind.name(),
-                backend: backend_name,
-                flight: format!("{:>3}/{:<2}", peak.unwrap_or(0), in_flight),
-                base: one,
+                appenders: case.appenders,
+                kind: case.kind.name(),
+                backend: backend_names[i],
+                flight: format!("{:>3}/{:<2}", peak.unwrap_or(0), case.in_flight),
+                base: base(case),
             };
             row.print(rounds, &floors);
         }
