@@ -62,8 +62,18 @@ fn propose(cluster: &LocalCluster, cmd: Vec<u8>, timeout: Duration) -> Result<Ve
 /// Waits out the start-up elections (a leader may be displaced by a
 /// campaign that started before its first forward arrived), so that a write
 /// the test makes is not left with an unknown outcome by a leader change.
+/// The warm-up write may itself be caught by such a change (its leadership
+/// ends before it commits: `OutcomeUnknown`); it sets a constant, so it is
+/// simply made again until one is acknowledged.
 fn settle(cluster: &LocalCluster) {
-    let warm = propose(cluster, set("warm", "up"), Duration::from_secs(10));
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let warm = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match propose(cluster, set("warm", "up"), left) {
+            Err(NodeError::OutcomeUnknown) if Instant::now() < deadline => continue,
+            other => break other,
+        }
+    };
     assert!(warm.is_ok(), "{warm:?}");
     std::thread::sleep(Duration::from_millis(400));
 }
