@@ -117,7 +117,7 @@ pub fn run(args: WalBenchArgs) -> Result<()> {
         if args.rounds == 1 { "" } else { "s" }
     );
     println!(
-        "{:>8} {:>5} {:>7} {:>9} {:>6} | {:>10} {:>8} {:>8} {:>8} {:>8} | {:>10} {:>8} {:>8} {:>8} | {:>7} {:>9} {:>9}",
+        "{:>8} {:>5} {:>7} {:>9} {:>6} | {:>10} {:>8} {:>8} {:>8} {:>8} | {:>10} {:>8} {:>8} {:>8} | {:>7} {:>10} {:>9} {:>9}",
         "bytes",
         "appnd",
         "kind",
@@ -133,6 +133,7 @@ pub fn run(args: WalBenchArgs) -> Result<()> {
         "p50 µs",
         "p99 µs",
         "MB/s %",
+        "range",
         "× 1 appnd",
         "range"
     );
@@ -227,20 +228,26 @@ pub fn run(args: WalBenchArgs) -> Result<()> {
                 results[i].push((measured, ratio));
             }
         }
-        // The base of the `× 1 appnd` column: for each backend and
-        // `in_flight`, the faster of the kinds' cases with the first number
-        // of appenders (against the slower, a ratio would flatter the kind).
-        let base = |of: &Case| {
-            cases
-                .iter()
-                .zip(&results)
-                .filter(|(c, _)| {
-                    c.backend == of.backend
-                        && c.in_flight == of.in_flight
-                        && c.appenders == args.appenders[0]
+        // The base of the `× 1 appnd` column, per round (the disk drifts
+        // from minute to minute: a case is set against the one-appender
+        // rate of its own round): for each backend and `in_flight`, the
+        // faster of the kinds' cases with the first number of appenders
+        // (against the slower, a ratio would flatter the kind).
+        let base = |of: &Case| -> Vec<f64> {
+            (0..args.rounds)
+                .map(|round| {
+                    cases
+                        .iter()
+                        .zip(&results)
+                        .filter(|(c, _)| {
+                            c.backend == of.backend
+                                && c.in_flight == of.in_flight
+                                && c.appenders == args.appenders[0]
+                        })
+                        .map(|(_, rounds)| rounds[round].0.appends_per_sec)
+                        .fold(0.0, f64::max)
                 })
-                .map(|(_, rounds)| med(rounds, |(m, _)| m.appends_per_sec))
-                .fold(0.0, f64::max)
+                .collect()
         };
         for (i, case) in cases.iter().enumerate() {
             let rounds = &results[i];
@@ -255,7 +262,7 @@ pub fn run(args: WalBenchArgs) -> Result<()> {
             };
             row.print(rounds, &floors);
         }
-        let one = med(&floors, |m| m.appends_per_sec);
+        let one: Vec<f64> = floors.iter().map(|m| m.appends_per_sec).collect();
         for (i, &threads) in raw_counts.iter().enumerate() {
             let row = Row {
                 bytes,
@@ -263,7 +270,7 @@ pub fn run(args: WalBenchArgs) -> Result<()> {
                 kind: "threads",
                 backend: "raw",
                 flight: format!("{:>3}/{:<2}", threads, threads),
-                base: one,
+                base: one.clone(),
             };
             row.print(&raws[i], &floors);
         }
@@ -303,33 +310,44 @@ fn measured_floor(f: &floor::FloorReport) -> Measured {
     }
 }
 
+/// The least and the most of `values`.
+fn range(values: &[f64]) -> (f64, f64) {
+    values
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)))
+}
+
 /// One line of the table: a case's medians over the rounds beside the
 /// floor's, its ratio to the floor (median and range), and its rate
-/// against `base`.
+/// against `base` (median and range, round by round).
 struct Row<'a> {
     bytes: usize,
     appenders: usize,
     kind: &'a str,
     backend: &'a str,
     flight: String,
-    base: f64,
+    /// Per round.
+    base: Vec<f64>,
 }
 
 impl Row<'_> {
     fn print(&self, rounds: &[(Measured, f64)], floors: &[Measured]) {
-        let rate = med(rounds, |(m, _)| m.appends_per_sec);
         let ratios: Vec<f64> = rounds.iter().map(|(_, r)| 100.0 * r).collect();
-        let (lo, hi) = ratios
+        let (lo, hi) = range(&ratios);
+        let times: Vec<f64> = rounds
             .iter()
-            .fold((f64::MAX, f64::MIN), |(lo, hi), &r| (lo.min(r), hi.max(r)));
+            .zip(&self.base)
+            .map(|((m, _), base)| m.appends_per_sec / base)
+            .collect();
+        let (times_lo, times_hi) = range(&times);
         println!(
-            "{:>8} {:>5} {:>7} {:>9} {} | {:>10.0} {:>8.1} {:>8.1} {:>8.1} {:>8.1} | {:>10.0} {:>8.1} {:>8.1} {:>8.1} | {:>6.0}% {:>8.1}× {:>4.0}–{:.0}%",
+            "{:>8} {:>5} {:>7} {:>9} {} | {:>10.0} {:>8.1} {:>8.1} {:>8.1} {:>8.1} | {:>10.0} {:>8.1} {:>8.1} {:>8.1} | {:>6.0}% {:>10} {:>8.1}× {:>9}",
             self.bytes,
             self.appenders,
             self.kind,
             self.backend,
             self.flight,
-            rate,
+            med(rounds, |(m, _)| m.appends_per_sec),
             med(rounds, |(m, _)| m.mb_per_sec),
             med(rounds, |(m, _)| m.p50_us),
             med(rounds, |(m, _)| m.p99_us),
@@ -339,9 +357,9 @@ impl Row<'_> {
             med(floors, |m| m.p50_us),
             med(floors, |m| m.p99_us),
             median(ratios),
-            rate / self.base,
-            lo,
-            hi
+            format!("{lo:.0}–{hi:.0}%"),
+            median(times),
+            format!("{times_lo:.1}–{times_hi:.1}"),
         );
     }
 }
