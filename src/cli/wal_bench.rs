@@ -81,9 +81,19 @@ fn med<T>(rounds: &[T], f: impl Fn(&T) -> f64) -> f64 {
     median(rounds.iter().map(f).collect())
 }
 
-/// More bytes per second than this disk writes (the floor's file holds a
-/// whole run at this rate, so it never wraps into pages written already).
+/// More bytes per second than this disk writes, and more durable appends
+/// per second than one writer makes on it: the floor's file holds a whole
+/// run at the lesser of the two rates (per thread), so it never wraps into
+/// pages written already, and small appends do not zero gigabytes first.
 const FASTEST_DISK: f64 = 2.5e9;
+const FASTEST_APPENDS: f64 = 20_000.0;
+
+/// Bytes of fresh pre-zeroed space for `threads` writers of `bytes`-byte
+/// appends for `seconds`.
+fn floor_space(bytes: usize, threads: usize, seconds: f64) -> u64 {
+    let rate = (FASTEST_APPENDS * (bytes * threads) as f64).min(FASTEST_DISK);
+    ((seconds * rate) as u64).next_multiple_of(1 << 20)
+}
 
 pub fn run(args: WalBenchArgs) -> Result<()> {
     let (_tmp, dir) = super::work_dir(args.dir.as_deref())?;
@@ -145,7 +155,7 @@ pub fn run(args: WalBenchArgs) -> Result<()> {
             duration,
             // Fresh pre-zeroed space for the whole run, as the WAL writes:
             // rewriting a small file measures a cache, not the disk.
-            file_size: ((args.duration * FASTEST_DISK) as u64).next_multiple_of(1 << 20),
+            file_size: floor_space(bytes, 1, args.duration),
             copy_in: false,
             threads: 1,
         };
@@ -186,6 +196,7 @@ pub fn run(args: WalBenchArgs) -> Result<()> {
             for (i, &threads) in raw_counts.iter().enumerate() {
                 let config = FloorConfig {
                     threads,
+                    file_size: floor_space(bytes, threads, args.duration),
                     ..floor_config.clone()
                 };
                 let r = floor::run(dir, &config).context("the raw floor, threads")?;
@@ -200,8 +211,12 @@ pub fn run(args: WalBenchArgs) -> Result<()> {
                     backend: case.backend,
                     dsync: !args.fdatasync,
                     in_flight: case.in_flight,
-                    // Half again the floor's rate: beyond any WAL's.
-                    prepare_for: 1.5 * f.mb_per_sec() * 1e6,
+                    // Half again the floor's rate per appender (a group
+                    // commits several appends per write), up to what no
+                    // disk here writes: beyond any WAL's, so that no
+                    // segment is zeroed while the clock runs.
+                    prepare_for: (1.5 * case.appenders as f64 * f.mb_per_sec() * 1e6)
+                        .min(FASTEST_DISK),
                 };
                 let r = wal::run(dir, &config).context("WAL appends")?;
                 backend_names[i] = r.backend;
