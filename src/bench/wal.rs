@@ -79,6 +79,9 @@ pub struct WalBenchReport {
     /// (`memory::describe`): lent to the writes, it moves them as the
     /// floor's buffer moves the floor.
     pub frame_memory: String,
+    /// Segments zero-filled while the clock ran: the preparation fell
+    /// short, and the zeroing shared the disk with the appends.
+    pub zeroed_while_timed: u64,
 }
 
 impl WalBenchReport {
@@ -152,17 +155,20 @@ pub fn run(dir: &Path, config: &WalBenchConfig) -> Result<WalBenchReport, WalErr
         config.in_flight,
     )?;
     let writes = wal.write_counter();
+    let prepared = wal.prepared_counter();
     let chosen = chosen_rx.recv().unwrap_or("unknown");
     let frame = frame_of(config.bytes);
     // Each appender's own copy, made here so that its memory can be told.
     let frames: Vec<AlignedVec> = (0..config.appenders).map(|_| frame.clone()).collect();
     let frame_memory = super::memory::describe(&frames[0]);
+    let prepared_before = prepared.load(Ordering::Relaxed);
     let started = Instant::now();
     let (appends, latency) = match config.kind {
         Appenders::Threads => run_threads(&wal, frames, config)?,
         Appenders::Driver => run_driver(&wal, frames, config)?,
     };
     let elapsed = started.elapsed();
+    let zeroed_while_timed = prepared.load(Ordering::Relaxed) - prepared_before;
     let peak_in_flight = wal.peak_in_flight();
     drop(wal);
     writer.join();
@@ -182,6 +188,7 @@ pub fn run(dir: &Path, config: &WalBenchConfig) -> Result<WalBenchReport, WalErr
             Vec::new()
         },
         frame_memory,
+        zeroed_while_timed,
     };
     let _ = std::fs::remove_dir_all(&dir);
     Ok(report)

@@ -97,7 +97,12 @@ mod tests {
     #[test]
     fn the_next_segment_is_adopted_while_the_current_one_fills() {
         let dir = tempfile::tempdir().unwrap();
-        prepare_ahead(dir.path(), SIZE, 3).unwrap();
+        assert_eq!(prepare_ahead(dir.path(), SIZE, 3).unwrap(), 3);
+        assert_eq!(
+            prepare_ahead(dir.path(), SIZE, 3).unwrap(),
+            0,
+            "three are ready"
+        );
         let (mut wal, _) =
             Wal::open(FileStorage::new(dir.path(), false).unwrap(), options()).expect("open");
         // Segment 0 was made fresh; segment 1 is being adopted already.

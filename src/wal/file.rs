@@ -273,8 +273,9 @@ impl Drop for FileStorage {
 }
 
 /// Keeps `keep` zero-filled, synced files of `size` bytes ready in `dir`
-/// for the writer to take as new segments (run off the commit path).
-pub fn prepare_ahead(dir: &Path, size: usize, keep: usize) -> io::Result<()> {
+/// for the writer to take as new segments (run off the commit path);
+/// returns how many it zero-filled.
+pub fn prepare_ahead(dir: &Path, size: usize, keep: usize) -> io::Result<usize> {
     let ready = fs::read_dir(dir)?
         .filter_map(|e| e.ok())
         .filter(is_prepared)
@@ -292,5 +293,5 @@ pub fn prepare_ahead(dir: &Path, size: usize, keep: usize) -> io::Result<()> {
         fs::rename(&tmp, dir.join(format!("{name}{PREPARED_SUFFIX}")))?;
         File::open(dir)?.sync_all()?;
     }
-    Ok(())
+    Ok(keep.saturating_sub(ready))
 }

@@ -62,6 +62,8 @@ pub struct GroupWal {
     peak_in_flight: Arc<AtomicU64>,
     writes: Arc<AtomicU64>,
     waiting_for_space: Arc<AtomicBool>,
+    /// Segments the preparer has zero-filled.
+    prepared: Arc<AtomicU64>,
 }
 
 /// The writer thread. It ends once every `GroupWal` is dropped; `join`
@@ -123,11 +125,13 @@ impl GroupWal {
         let notified = notify.clone();
         let peak_in_flight = Arc::new(AtomicU64::new(0));
         let peak = peak_in_flight.clone();
+        let prepared = Arc::new(AtomicU64::new(0));
+        let counted_prepared = prepared.clone();
         let preparer = prepare_in.map(|dir| {
             let size = options.segment_size;
             std::thread::Builder::new()
                 .name("traft-wal-prepare".into())
-                .spawn(move || prepare_loop(&dir, size, woken))
+                .spawn(move || prepare_loop(&dir, size, woken, &counted_prepared))
                 .expect("spawn the segment preparer thread")
         });
         let thread = std::thread::Builder::new()
@@ -163,6 +167,7 @@ impl GroupWal {
             peak_in_flight,
             writes,
             waiting_for_space,
+            prepared,
         };
         Ok((wal, writer, found))
     }
@@ -194,6 +199,12 @@ impl GroupWal {
     /// counter that outlives the handle.
     pub fn write_counter(&self) -> Arc<AtomicU64> {
         self.writes.clone()
+    }
+
+    /// Segments zero-filled by the preparer so far, as a counter that
+    /// outlives the handle: zeroing shares the disk with the appends.
+    pub fn prepared_counter(&self) -> Arc<AtomicU64> {
+        self.prepared.clone()
     }
 
     /// The most writes that were in flight at once so far.
@@ -231,12 +242,15 @@ impl GroupWal {
     }
 }
 
-/// Tops up the prepared segments each time the writer takes one; ends
-/// with the writer.
-fn prepare_loop(dir: &std::path::Path, size: usize, woken: Receiver<()>) {
+/// Tops up the prepared segments each time the writer takes one, counting
+/// those it zero-fills in `prepared`; ends with the writer.
+fn prepare_loop(dir: &std::path::Path, size: usize, woken: Receiver<()>, prepared: &AtomicU64) {
     loop {
-        if let Err(e) = super::file::prepare_ahead(dir, size, PREPARED_AHEAD) {
-            tracing::warn!("preparing WAL segments ahead in {}: {e}", dir.display());
+        match super::file::prepare_ahead(dir, size, PREPARED_AHEAD) {
+            Ok(n) => {
+                prepared.fetch_add(n as u64, Ordering::Relaxed);
+            }
+            Err(e) => tracing::warn!("preparing WAL segments ahead in {}: {e}", dir.display()),
         }
         if woken.recv().is_err() {
             return;
