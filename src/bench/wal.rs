@@ -252,7 +252,6 @@ struct Mailbox {
     capacity: usize,
 }
 
-#[derive(Default)]
 struct Posted {
     resolved: Vec<Resolved>,
     /// The driver waits on `ready`.
