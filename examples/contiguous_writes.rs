@@ -7,7 +7,6 @@
 //! `cargo run --release --example contiguous_writes -- 262144 /var/tmp`
 //! (run as root to see the physical runs; Linux only).
 
-use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::time::{Duration, Instant};
 use traft::bench::memory::describe;
@@ -58,18 +57,7 @@ fn main() {
     let dir = std::path::PathBuf::from(args.get(2).map_or("/var/tmp", String::as_str));
     let path = dir.join("contiguous_writes.dat");
     let file_size: u64 = 2 << 30;
-    {
-        let f = std::fs::File::create(&path).expect("create the file");
-        let zeros = vec![0u8; 1 << 20];
-        let mut at = 0;
-        while at < file_size {
-            f.write_all_at(&zeros, at).expect("zero the file");
-            at += zeros.len() as u64;
-        }
-        f.sync_all().expect("sync the zeros");
-        // SAFETY: the descriptor is open; fadvise reads no memory of ours.
-        unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
-    }
+    traft::wal::file::zero_fill(&path, file_size).expect("zero the file");
     let file = std::fs::OpenOptions::new()
         .write(true)
         .custom_flags(libc::O_DIRECT)

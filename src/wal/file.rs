@@ -141,7 +141,7 @@ const IOV_MAX: usize = 1024;
 /// Writes `size` zero bytes to a new file at `path` and syncs it, so that
 /// later writes overwrite allocated, written blocks (writing into unwritten
 /// space costs ~2.6× here).
-pub(crate) fn zero_fill(path: &Path, size: u64) -> io::Result<()> {
+pub fn zero_fill(path: &Path, size: u64) -> io::Result<()> {
     let file = File::create(path)?;
     let zeros = vec![0u8; 1 << 20];
     let mut at = 0;
