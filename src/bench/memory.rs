@@ -1,9 +1,10 @@
 //! How physically scattered a buffer's pages are. On the virtual disk this
 //! project is measured on, an `O_DIRECT` write of one physically contiguous
 //! run takes 10–22% less time at 256 KiB–1 MiB than the same write from
-//! pages that lie apart (README, "Why one appender's ratio moves"): each
-//! run is one more segment of the request the host must carry. Which pages a buffer gets
-//! is the allocator's and the kernel's luck, so the benchmarks print it.
+//! pages that lie apart (`perf/wal-experiments.md`, "Why one appender's
+//! ratio moves"): each run is one more segment of the request the host must
+//! carry. Which pages a buffer gets is the allocator's and the kernel's
+//! luck, so the benchmarks print it.
 
 use std::fs::File;
 use std::os::unix::fs::FileExt;

@@ -5,9 +5,10 @@
 //!
 //! Why large frames are not copied: on this machine kind an `O_DIRECT`
 //! write of memory the CPU has just written costs a third more at 1 MiB
-//! than one of memory it has not (README, "Durable appends"), and the copy
-//! into a staging buffer is exactly such a write. A frame is lent to the
-//! write that carries it and handed back when that write is over.
+//! than one of memory it has not (`perf/wal-experiments.md`, "Large frames
+//! written from their own memory"), and the copy into a staging buffer is
+//! exactly such a write. A frame is lent to the write that carries it and
+//! handed back when that write is over.
 
 use super::storage::BLOCK;
 use rkyv::util::AlignedVec;
