@@ -5,6 +5,7 @@
 //! part of the file: what the disk and kernel give to concurrent writers
 //! that do not batch.
 
+use super::turns::{EndOnDrop, Side, Turns};
 use crate::frame::{self, Record, RecordBatch};
 use crate::ids::LeaderId;
 use crate::TailBitmap;
@@ -13,6 +14,7 @@ use rkyv::util::AlignedVec;
 use std::io;
 use std::os::unix::fs::FileExt;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Device block: `O_DIRECT` writes are whole, aligned blocks.
@@ -31,6 +33,9 @@ pub struct FloorConfig {
     /// Threads appending at once, each one write in flight into its own
     /// part of the file (1: the floor proper).
     pub threads: usize,
+    /// Take turns on the disk with another measurement, as this side, for
+    /// as long as the turns go on (`duration` then only sizes the file).
+    pub turns: Option<(Arc<Turns>, Side)>,
 }
 
 #[derive(Clone, Debug)]
@@ -86,7 +91,8 @@ fn append_bytes(config: &FloorConfig) -> io::Result<AlignedVec<BLOCK>> {
 /// Runs the floor measurement in `dir`.
 pub fn run(dir: &Path, config: &FloorConfig) -> io::Result<FloorReport> {
     assert!(config.threads >= 1, "at least one thread appends");
-    let path = dir.join("floor.dat");
+    // Apart from a floor of other threads it may take turns with.
+    let path = dir.join(format!("floor-{}.dat", config.threads));
     let buf = append_bytes(config)?;
     let append = buf.len() as u64;
     // Each thread's part holds whole appends, at least four.
@@ -98,6 +104,9 @@ pub fn run(dir: &Path, config: &FloorConfig) -> io::Result<FloorReport> {
     let (file, direct_io) = crate::wal::file::open_for_writes(&path, true, false)?;
     let bufs: Vec<AlignedVec<BLOCK>> = (0..config.threads).map(|_| buf.clone()).collect();
     let memory = super::memory::describe(&bufs[0]);
+    if let Some((turns, side)) = &config.turns {
+        turns.ready(*side);
+    }
     let started = Instant::now();
     let parts: Vec<io::Result<(u64, Histogram<u64>)>> = std::thread::scope(|scope| {
         let threads: Vec<_> = (0..config.threads as u64)
@@ -119,7 +128,10 @@ pub fn run(dir: &Path, config: &FloorConfig) -> io::Result<FloorReport> {
         records: 0,
         bytes: 0,
         append_bytes: buf.len(),
-        elapsed: started.elapsed(),
+        elapsed: match &config.turns {
+            Some((turns, side)) => turns.time(*side),
+            None => started.elapsed(),
+        },
         latency: super::latency_histogram(),
         memory,
     };
@@ -151,7 +163,13 @@ fn append_loop(
     let mut latency = super::latency_histogram();
     let mut appends = 0;
     let mut at = range.start;
-    while started.elapsed() < config.duration {
+    let more = || match &config.turns {
+        Some((turns, side)) => turns.begin(*side),
+        None => started.elapsed() < config.duration,
+    };
+    while more() {
+        // Ends the turn's operation however it goes.
+        let _turn = config.turns.as_ref().map(|(turns, _)| EndOnDrop(turns));
         if at + buf.len() as u64 > range.end {
             at = range.start;
         }
@@ -182,11 +200,12 @@ mod tests {
             file_size: 1 << 20,
             copy_in: false,
             threads: 3,
+            turns: None,
         };
         let r = run(dir.path(), &config).unwrap();
         assert!(r.appends >= 3, "each thread appends at least once");
         assert_eq!(r.latency.len(), r.appends, "one latency per append");
         assert_eq!(r.bytes, r.appends * r.append_bytes as u64);
-        assert!(!dir.path().join("floor.dat").exists(), "the file goes");
+        assert!(!dir.path().join("floor-3.dat").exists(), "the file goes");
     }
 }

@@ -4,6 +4,7 @@ pub mod cluster;
 pub mod floor;
 pub mod memory;
 pub mod net;
+pub mod turns;
 pub mod wal;
 
 /// Latencies in nanoseconds, from 1 ns to a minute, 3 significant digits.

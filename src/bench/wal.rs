@@ -2,6 +2,7 @@
 //! chosen backend, segments prepared ahead — from concurrent appenders.
 
 use super::latency_histogram;
+use super::turns::{EndOnDrop, Side, Turns};
 use crate::frame::{encode, Record, RecordBatch};
 use crate::ids::LeaderId;
 use crate::wal::stages::{self, Hop};
@@ -10,7 +11,7 @@ use crate::wal::{file, open_backend, GroupWal, WalError, WalOptions};
 use hdrhistogram::Histogram;
 use rkyv::util::AlignedVec;
 use std::path::Path;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 use std::sync::{Arc, Condvar, Mutex};
 use std::time::{Duration, Instant};
 
@@ -58,6 +59,9 @@ pub struct WalBenchConfig {
     /// Segments are zeroed before the clock starts for this rate over the
     /// whole run (bytes/s): zeroing during the run would share the disk.
     pub prepare_for: f64,
+    /// Take turns on the disk with the floor, as its case, for as long as
+    /// the turns go on (`duration` then only sizes the preparation).
+    pub turns: Option<Arc<Turns>>,
 }
 
 pub struct WalBenchReport {
@@ -162,12 +166,18 @@ pub fn run(dir: &Path, config: &WalBenchConfig) -> Result<WalBenchReport, WalErr
     let frames: Vec<AlignedVec> = (0..config.appenders).map(|_| frame.clone()).collect();
     let frame_memory = super::memory::describe(&frames[0]);
     let prepared_before = prepared.load(Ordering::Relaxed);
+    if let Some(turns) = &config.turns {
+        turns.ready(Side::Case);
+    }
     let started = Instant::now();
     let (appends, latency) = match config.kind {
         Appenders::Threads => run_threads(&wal, frames, config)?,
         Appenders::Driver => run_driver(&wal, frames, config)?,
     };
-    let elapsed = started.elapsed();
+    let elapsed = match &config.turns {
+        Some(turns) => turns.time(Side::Case),
+        None => started.elapsed(),
+    };
     let zeroed_while_timed = prepared.load(Ordering::Relaxed) - prepared_before;
     let peak_in_flight = wal.peak_in_flight();
     drop(wal);
@@ -194,24 +204,34 @@ pub fn run(dir: &Path, config: &WalBenchConfig) -> Result<WalBenchReport, WalErr
     Ok(report)
 }
 
-/// Appender threads, each blocked in `append_reusing`, for the duration:
-/// the appends made and their latencies.
+/// Whether an appender makes another append: while the duration runs, or
+/// while the turns go on (then waiting for the case's turn).
+fn another(config: &WalBenchConfig, end: Instant) -> bool {
+    match &config.turns {
+        Some(turns) => turns.begin(Side::Case),
+        None => Instant::now() < end,
+    }
+}
+
+/// Appender threads, each blocked in `append_reusing`, for the duration
+/// (or the turns): the appends made and their latencies.
 fn run_threads(
     wal: &GroupWal,
     frames: Vec<AlignedVec>,
     config: &WalBenchConfig,
 ) -> Result<(u64, Histogram<u64>), WalError> {
-    let stop = Arc::new(AtomicBool::new(false));
+    let end = Instant::now() + config.duration;
     let threads: Vec<_> = frames
         .into_iter()
         .map(|frame| {
             let wal = wal.clone();
-            let stop = stop.clone();
+            let config = config.clone();
             std::thread::spawn(move || -> Result<(u64, Histogram<u64>), WalError> {
                 let mut latency = latency_histogram();
                 let mut appends = 0;
                 let mut frames = vec![frame];
-                while !stop.load(Ordering::Relaxed) {
+                while another(&config, end) {
+                    let _turn = config.turns.as_deref().map(EndOnDrop);
                     let t0 = Instant::now();
                     wal.append_reusing(&mut frames)?;
                     latency.saturating_record(t0.elapsed().as_nanos() as u64);
@@ -221,8 +241,6 @@ fn run_threads(
             })
         })
         .collect();
-    std::thread::sleep(config.duration);
-    stop.store(true, Ordering::Relaxed);
     let mut appends = 0;
     let mut latency = latency_histogram();
     for t in threads {
@@ -304,30 +322,46 @@ fn run_driver(
     });
     let submit = |appender: usize, frames: Vec<AlignedVec>| {
         let mailbox = mailbox.clone();
+        let turns = config.turns.clone();
         let submitted = Instant::now();
         wal.submit(
             frames,
             // Runs on the writer thread, which must never block here.
-            Box::new(move |result, frames| mailbox.post((appender, submitted, result, frames))),
+            Box::new(move |result, frames| {
+                mailbox.post((appender, submitted, result, frames));
+                if let Some(turns) = turns {
+                    turns.end();
+                }
+            }),
         )
     };
+    let end = Instant::now() + config.duration;
+    let mut in_flight = 0;
     for (appender, frame) in frames.into_iter().enumerate() {
+        if !another(config, end) {
+            break;
+        }
         submit(appender, vec![frame])?;
+        in_flight += 1;
     }
     let mut latency = latency_histogram();
     let mut appends = 0;
-    let mut in_flight = config.appenders;
-    let end = Instant::now() + config.duration;
     let mut resolved = Vec::with_capacity(config.appenders);
+    let mut next = Vec::with_capacity(config.appenders);
     while in_flight > 0 {
         mailbox.take(&mut resolved);
+        // Every latency taken before the next appends go out: waiting for
+        // the case's turn is no append's.
+        let now = Instant::now();
         for (appender, submitted, result, frames) in resolved.drain(..) {
             in_flight -= 1;
             result?;
-            let now = Instant::now();
             latency.saturating_record((now - submitted).as_nanos() as u64);
             appends += 1;
-            if now < end {
+            next.push((appender, frames));
+        }
+        for (appender, frames) in next.drain(..) {
+            if another(config, end) {
                 submit(appender, frames)?;
                 in_flight += 1;
             }
@@ -363,6 +397,7 @@ mod tests {
                 dsync: true,
                 in_flight: 1,
                 prepare_for: 1e6,
+                turns: None,
             };
             let r = run(dir.path(), &config).unwrap();
             assert!(

@@ -96,6 +96,7 @@ fn run_cluster(args: ClusterArgs) -> Result<()> {
             file_size: 64 << 20,
             copy_in: false,
             threads: 1,
+            turns: None,
         },
     )
     .context("the durable-append floor")?;

@@ -68,6 +68,7 @@ pub fn run(args: FloorArgs) -> Result<()> {
             file_size: 64 << 20,
             copy_in: args.copy_in,
             threads: args.threads,
+            turns: None,
         };
         let r = floor::run(&dir, &config)
             .with_context(|| format!("durable appends in {}", dir.display()))?;

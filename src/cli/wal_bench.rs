@@ -2,8 +2,10 @@
 
 use anyhow::{Context, Result};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::Duration;
 use traft::bench::floor::{self, FloorConfig};
+use traft::bench::turns::{Side, Turn, Turns};
 use traft::bench::wal::{self, Appenders, Backend, WalBenchConfig};
 
 #[derive(clap::Args)]
@@ -47,6 +49,12 @@ pub struct WalBenchArgs {
     /// gives concurrent writers that do not batch.
     #[arg(long)]
     raw_threads: bool,
+    /// Measure each case taking turns on the disk with a floor of its own,
+    /// in this many pairs of turns per round (each side `duration` in all),
+    /// so that both see the same minutes of the disk's drift; 0: the
+    /// round's floor, then each case, one after the other.
+    #[arg(long, default_value_t = 0)]
+    slices: usize,
 }
 
 /// One case of the table: how its appends were written and waited for.
@@ -56,6 +64,10 @@ struct Case {
     kind: Appenders,
     appenders: usize,
 }
+
+/// A measurement in one round beside its floor's, and its MB/s as a share
+/// of the floor's.
+type Against = (Measured, Measured, f64);
 
 /// One case's figures in one round.
 struct Measured {
@@ -87,6 +99,10 @@ fn med<T>(rounds: &[T], f: impl Fn(&T) -> f64) -> f64 {
 /// pages written already, and small appends do not zero gigabytes first.
 const FASTEST_DISK: f64 = 4e9;
 const FASTEST_APPENDS: f64 = 20_000.0;
+
+/// How long a floor runs to size the WAL's preparation when the cases take
+/// turns with floors of their own.
+const CALIBRATION: Duration = Duration::from_millis(500);
 
 /// Bytes of fresh pre-zeroed space for `threads` writers of `bytes`-byte
 /// appends for `seconds`.
@@ -158,6 +174,7 @@ pub fn run(args: WalBenchArgs) -> Result<()> {
             file_size: floor_space(bytes, 1, args.duration),
             copy_in: false,
             threads: 1,
+            turns: None,
         };
         let cases: Vec<Case> = backends
             .iter()
@@ -178,29 +195,66 @@ pub fn run(args: WalBenchArgs) -> Result<()> {
             raw_counts.sort_unstable();
             raw_counts.dedup();
         }
-        let mut floors: Vec<Measured> = Vec::new();
-        let mut raws: Vec<Vec<(Measured, f64)>> = raw_counts.iter().map(|_| Vec::new()).collect();
-        // Per case, per round: its figures and its ratio to that round's floor.
-        let mut results: Vec<Vec<(Measured, f64)>> = cases.iter().map(|_| Vec::new()).collect();
+        let mut raws: Vec<Vec<Against>> = raw_counts.iter().map(|_| Vec::new()).collect();
+        // Per case, per round: its figures beside its floor's.
+        let mut results: Vec<Vec<Against>> = cases.iter().map(|_| Vec::new()).collect();
         // What each case ran: the backend asked for may fall back.
         let mut backend_names = vec![""; cases.len()];
-        for _ in 0..args.rounds {
-            let f = floor::run(dir, &floor_config).context("the raw floor")?;
-            floors.push(measured_floor(&f));
-            eprintln!(
-                "{bytes} B, round {}: the floor {:.0} MB/s from a buffer in {}",
-                floors.len(),
-                f.mb_per_sec(),
-                f.memory
-            );
+        // The floor's rate sizes the WAL's preparation; taking turns, a
+        // short floor of its own measures it, once per size.
+        let mut calibrated: Option<f64> = None;
+        for round in 1..=args.rounds {
+            let round_floor = if args.slices == 0 {
+                let f = floor::run(dir, &floor_config).context("the raw floor")?;
+                eprintln!(
+                    "{bytes} B, round {round}: the floor {:.0} MB/s from a buffer in {}",
+                    f.mb_per_sec(),
+                    f.memory
+                );
+                Some(f)
+            } else {
+                None
+            };
+            let floor_rate = match (&round_floor, calibrated) {
+                (Some(f), _) => f.mb_per_sec(),
+                (None, Some(rate)) => rate,
+                (None, None) => {
+                    let config = FloorConfig {
+                        duration: CALIBRATION,
+                        file_size: floor_space(bytes, 1, CALIBRATION.as_secs_f64()),
+                        ..floor_config.clone()
+                    };
+                    let rate = floor::run(dir, &config)
+                        .context("the raw floor")?
+                        .mb_per_sec();
+                    *calibrated.insert(rate)
+                }
+            };
+            // A floor taking turns is sized by the rate measured, with room
+            // to spare: zeroing gigabytes for each case would take minutes.
+            let room = (2.0 * floor_rate * 1e6 * args.duration) as u64;
+            let paired_floor = FloorConfig {
+                file_size: floor_config.file_size.min(room.next_multiple_of(1 << 20)),
+                ..floor_config.clone()
+            };
             for (i, &threads) in raw_counts.iter().enumerate() {
                 let config = FloorConfig {
                     threads,
                     file_size: floor_space(bytes, threads, args.duration),
                     ..floor_config.clone()
                 };
-                let r = floor::run(dir, &config).context("the raw floor, threads")?;
-                raws[i].push((measured_floor(&r), r.mb_per_sec() / f.mb_per_sec()));
+                let (r, f, turns) =
+                    against_floor(dir, &paired_floor, args.slices, &round_floor, |turns| {
+                        let config = FloorConfig {
+                            turns: turns.map(|t| (t, Side::Case)),
+                            ..config.clone()
+                        };
+                        floor::run(dir, &config).context("the raw floor, threads")
+                    })?;
+                let what = format!("{threads} raw threads");
+                note_floor((bytes, round, &what), &f, &turns, r.append_bytes as f64);
+                let ratio = r.mb_per_sec() / f.mb_per_sec();
+                raws[i].push((measured_floor(&r), measured_floor(&f), ratio));
             }
             for (i, case) in cases.iter().enumerate() {
                 let config = WalBenchConfig {
@@ -215,10 +269,20 @@ pub fn run(args: WalBenchArgs) -> Result<()> {
                     // commits several appends per write), up to what no
                     // disk here writes: beyond any WAL's, so that no
                     // segment is zeroed while the clock runs.
-                    prepare_for: (1.5 * case.appenders as f64 * f.mb_per_sec() * 1e6)
-                        .min(FASTEST_DISK),
+                    prepare_for: (1.5 * case.appenders as f64 * floor_rate * 1e6).min(FASTEST_DISK),
+                    turns: None,
                 };
-                let r = wal::run(dir, &config).context("WAL appends")?;
+                let (r, f, turns) =
+                    against_floor(dir, &paired_floor, args.slices, &round_floor, |turns| {
+                        let config = WalBenchConfig {
+                            turns,
+                            ..config.clone()
+                        };
+                        wal::run(dir, &config).context("WAL appends")
+                    })?;
+                let what = format!("{} × {}", case.appenders, case.kind.name());
+                let per_op = r.bytes as f64 / r.appends.max(1) as f64;
+                note_floor((bytes, round, &what), &f, &turns, per_op);
                 if r.zeroed_while_timed > 0 {
                     eprintln!(
                         "  warning: {} B × {} ({}): {} segments zeroed while the clock ran, sharing the disk with the appends",
@@ -249,7 +313,7 @@ pub fn run(args: WalBenchArgs) -> Result<()> {
                     per_write: r.appends as f64 / r.writes.max(1) as f64,
                     peak_in_flight: r.peak_in_flight,
                 };
-                results[i].push((measured, ratio));
+                results[i].push((measured, measured_floor(&f), ratio));
             }
         }
         // The base of the `× 1 appnd` column, per round (the disk drifts
@@ -275,7 +339,7 @@ pub fn run(args: WalBenchArgs) -> Result<()> {
         };
         for (i, case) in cases.iter().enumerate() {
             let rounds = &results[i];
-            let peak = rounds.iter().map(|(m, _)| m.peak_in_flight).max();
+            let peak = rounds.iter().map(|(m, _, _)| m.peak_in_flight).max();
             let row = Row {
                 bytes,
                 appenders: case.appenders,
@@ -284,22 +348,97 @@ pub fn run(args: WalBenchArgs) -> Result<()> {
                 flight: format!("{:>3}/{:<2}", peak.unwrap_or(0), case.in_flight),
                 base: base(case),
             };
-            row.print(rounds, &floors);
+            row.print(rounds);
         }
-        let one: Vec<f64> = floors.iter().map(|m| m.appends_per_sec).collect();
         for (i, &threads) in raw_counts.iter().enumerate() {
+            // Set against the floor each ran beside.
+            let one = raws[i].iter().map(|(_, f, _)| f.appends_per_sec).collect();
             let row = Row {
                 bytes,
                 appenders: threads,
                 kind: "threads",
                 backend: "raw",
                 flight: format!("{:>3}/{:<2}", threads, threads),
-                base: one.clone(),
+                base: one,
             };
-            row.print(&raws[i], &floors);
+            row.print(&raws[i]);
         }
     }
     Ok(())
+}
+
+/// One measurement beside its floor: taking turns on the disk with a floor
+/// of its own (`slices` pairs of turns), or after the round's floor
+/// (`slices` 0, `round_floor` given).
+fn against_floor<T>(
+    dir: &Path,
+    floor_config: &FloorConfig,
+    slices: usize,
+    round_floor: &Option<floor::FloorReport>,
+    measure: impl FnOnce(Option<Arc<Turns>>) -> Result<T>,
+) -> Result<(T, floor::FloorReport, Vec<Turn>)> {
+    if slices == 0 {
+        let f = round_floor.clone().expect("a round's floor without turns");
+        return Ok((measure(None)?, f, Vec::new()));
+    }
+    let turns = Arc::new(Turns::default());
+    let slice = floor_config.duration / slices as u32;
+    std::thread::scope(|scope| {
+        let floor = scope.spawn(|| {
+            let config = FloorConfig {
+                turns: Some((turns.clone(), Side::Floor)),
+                ..floor_config.clone()
+            };
+            let f = floor::run(dir, &config);
+            if f.is_err() {
+                turns.abort();
+            }
+            f
+        });
+        let conductor = scope.spawn(|| turns.conduct(slices, slice));
+        let measured = measure(Some(turns.clone()));
+        if measured.is_err() {
+            turns.abort();
+        }
+        conductor.join().expect("the conductor thread");
+        let f = floor.join().expect("the floor thread");
+        Ok((measured?, f.context("the raw floor")?, turns.given()))
+    })
+}
+
+/// The floor a measurement took turns with, and the measurement's MB/s
+/// against it pair of turns by pair (median and quartiles), to standard
+/// error. `bytes_per_op`: the measurement's bytes per operation.
+fn note_floor(
+    (bytes, round, what): (usize, usize, &str),
+    f: &floor::FloorReport,
+    turns: &[Turn],
+    bytes_per_op: f64,
+) {
+    if turns.is_empty() {
+        return;
+    }
+    let rate = |t: &Turn| t.operations as f64 / t.time.as_secs_f64();
+    let mut ratios: Vec<f64> = turns
+        .chunks(2)
+        .filter_map(|pair| {
+            let floor = pair.iter().find(|t| t.side == Side::Floor)?;
+            let case = pair.iter().find(|t| t.side == Side::Case)?;
+            let floor_mb = rate(floor) * f.append_bytes as f64;
+            Some(100.0 * rate(case) * bytes_per_op / floor_mb)
+        })
+        .collect();
+    ratios.sort_by(f64::total_cmp);
+    let at = |q: f64| ratios[((ratios.len() - 1) as f64 * q).round() as usize];
+    eprintln!(
+        "{bytes} B, round {round}, {what}: its floor {:.0} MB/s from a buffer in {}; pair by pair {:.0}% of it (quartiles {:.0}–{:.0}%, {} pairs)",
+        f.mb_per_sec(),
+        f.memory,
+        at(0.5),
+        at(0.25),
+        at(0.75),
+        ratios.len()
+    );
 }
 
 /// Where one appender's appends went, hop by hop (`wal-stages` builds):
@@ -355,13 +494,13 @@ struct Row<'a> {
 }
 
 impl Row<'_> {
-    fn print(&self, rounds: &[(Measured, f64)], floors: &[Measured]) {
-        let ratios: Vec<f64> = rounds.iter().map(|(_, r)| 100.0 * r).collect();
+    fn print(&self, rounds: &[Against]) {
+        let ratios: Vec<f64> = rounds.iter().map(|(_, _, r)| 100.0 * r).collect();
         let (lo, hi) = range(&ratios);
         let times: Vec<f64> = rounds
             .iter()
             .zip(&self.base)
-            .map(|((m, _), base)| m.appends_per_sec / base)
+            .map(|((m, _, _), base)| m.appends_per_sec / base)
             .collect();
         let (times_lo, times_hi) = range(&times);
         println!(
@@ -371,15 +510,15 @@ impl Row<'_> {
             self.kind,
             self.backend,
             self.flight,
-            med(rounds, |(m, _)| m.appends_per_sec),
-            med(rounds, |(m, _)| m.mb_per_sec),
-            med(rounds, |(m, _)| m.p50_us),
-            med(rounds, |(m, _)| m.p99_us),
-            med(rounds, |(m, _)| m.per_write),
-            med(floors, |m| m.appends_per_sec),
-            med(floors, |m| m.mb_per_sec),
-            med(floors, |m| m.p50_us),
-            med(floors, |m| m.p99_us),
+            med(rounds, |(m, _, _)| m.appends_per_sec),
+            med(rounds, |(m, _, _)| m.mb_per_sec),
+            med(rounds, |(m, _, _)| m.p50_us),
+            med(rounds, |(m, _, _)| m.p99_us),
+            med(rounds, |(m, _, _)| m.per_write),
+            med(rounds, |(_, f, _)| f.appends_per_sec),
+            med(rounds, |(_, f, _)| f.mb_per_sec),
+            med(rounds, |(_, f, _)| f.p50_us),
+            med(rounds, |(_, f, _)| f.p99_us),
             median(ratios),
             format!("{lo:.0}–{hi:.0}%"),
             median(times),

@@ -35,6 +35,12 @@ pub trait Storage {
         self.write(index, offset, pieces)?;
         self.sync(index)
     }
+    /// `write_durable` for a write with nothing else in flight, made on
+    /// the calling thread: a pipeline that completes its writes elsewhere
+    /// may take a faster path for it.
+    fn write_alone(&mut self, index: u64, offset: usize, pieces: &[&[u8]]) -> io::Result<()> {
+        self.write_durable(index, offset, pieces)
+    }
     /// Makes a zero-filled file prepared ahead of use segment `index`, if
     /// one is ready; returns whether it did.
     fn adopt_prepared(&mut self, _index: u64, _size: usize) -> io::Result<bool> {
@@ -118,6 +124,9 @@ impl<S: Storage + ?Sized> Storage for Box<S> {
     }
     fn write_durable(&mut self, index: u64, offset: usize, pieces: &[&[u8]]) -> io::Result<()> {
         (**self).write_durable(index, offset, pieces)
+    }
+    fn write_alone(&mut self, index: u64, offset: usize, pieces: &[&[u8]]) -> io::Result<()> {
+        (**self).write_alone(index, offset, pieces)
     }
     fn pipeline(&mut self) -> Option<&mut dyn Pipeline> {
         (**self).pipeline()
