@@ -303,6 +303,11 @@ fn write_loop<S: Storage>(
     let mut held: Vec<Request> = Vec::new();
     let mut planned: VecDeque<Planned> = VecDeque::new();
     let mut in_flight = 0usize;
+    // The log serves one append at a time: when the last write ended,
+    // nothing else was in flight or waiting since the writes before.
+    let mut quiet = true;
+    // The most writes in flight at once since the log was last quiet.
+    let mut busy_peak = 0usize;
     let mut closed = false;
     // Purges wait for the writes in flight; no write starts meanwhile.
     let mut purges: Vec<(Lsn, PurgeDone)> = Vec::new();
@@ -351,15 +356,20 @@ fn write_loop<S: Storage>(
             let group = take_group(&mut held);
             match plan_group(&mut wal, group, &queue, waiting_for_space) {
                 Ok((requests, writes_planned)) => {
-                    // A write alone (one append, nothing else in flight
-                    // or waiting) is made on this thread, blocking it:
-                    // there is nothing else for it to do meanwhile, and
-                    // through the ring the `O_DSYNC` completion passes a
-                    // kernel worker and then the ring's wake of this
-                    // thread, 25–45 µs a write more here than the same
-                    // `pwritev` (README, "WAL"). What arrives meanwhile
-                    // waits for it, then goes through the ring.
-                    let alone = in_flight == 0
+                    // A write alone (one append, on a quiet log, nothing
+                    // else in flight or waiting) is made on this thread,
+                    // blocking it: there is nothing else for it to do
+                    // meanwhile, and through the ring the `O_DSYNC`
+                    // completion passes a kernel worker and then the
+                    // ring's wake of this thread, 25–45 µs a write more
+                    // here than the same `pwritev` (README, "WAL"). What
+                    // arrives meanwhile waits for it, then goes through
+                    // the ring, which then keeps the log until it is
+                    // quiet again: several appenders need their writes in
+                    // flight together, and a write alone now and then
+                    // would hold the others out of flight for its time.
+                    let alone = quiet
+                        && in_flight == 0
                         && held.is_empty()
                         && requests.len() == 1
                         && writes_planned.len() == 1;
@@ -388,6 +398,7 @@ fn write_loop<S: Storage>(
                                     wal.storage_mut()
                                         .write_alone(segment, write.offset, &pieces);
                                 stages::mark(Stage::Written);
+                                quiet = queue.is_empty();
                                 drop(pieces);
                                 give_back(&mut planned, wal.write_over(write.bytes));
                                 (false, result)
@@ -395,6 +406,7 @@ fn write_loop<S: Storage>(
                         };
                         if started {
                             in_flight += 1;
+                            busy_peak = busy_peak.max(in_flight);
                         } else {
                             if let Err(e) = wal.completed(id, result) {
                                 fail_all(planned.drain(..).map(|p| p.done), e);
@@ -422,6 +434,10 @@ fn write_loop<S: Storage>(
                 if let Err(e) = wal.completed(id, result) {
                     fail_all(planned.drain(..).map(|p| p.done), e);
                 }
+            }
+            if in_flight == 0 {
+                quiet = busy_peak <= 1 && held.is_empty() && queue.is_empty();
+                busy_peak = 0;
             }
         }
         let mark = wal.durable_mark();
