@@ -5,7 +5,7 @@
 //! part of the file: what the disk and kernel give to concurrent writers
 //! that do not batch.
 
-use super::turns::{EndOnDrop, Side, Turns};
+use super::turns::{another, EndOnDrop, Side, Turns};
 use crate::frame::{self, Record, RecordBatch};
 use crate::ids::LeaderId;
 use crate::TailBitmap;
@@ -163,11 +163,8 @@ fn append_loop(
     let mut latency = super::latency_histogram();
     let mut appends = 0;
     let mut at = range.start;
-    let more = || match &config.turns {
-        Some((turns, side)) => turns.begin(*side),
-        None => started.elapsed() < config.duration,
-    };
-    while more() {
+    let turns = config.turns.as_ref().map(|(turns, side)| (&**turns, *side));
+    while another(turns, started + config.duration) {
         // Ends the turn's operation however it goes.
         let _turn = config.turns.as_ref().map(|(turns, _)| EndOnDrop(turns));
         if at + buf.len() as u64 > range.end {

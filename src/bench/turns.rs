@@ -198,6 +198,15 @@ impl Turns {
     }
 }
 
+/// Whether a worker makes another operation: with turns, once it is its
+/// side's turn (false when the run is over); without, until `end`.
+pub fn another(turns: Option<(&Turns, Side)>, end: Instant) -> bool {
+    match turns {
+        Some((turns, side)) => turns.begin(side),
+        None => Instant::now() < end,
+    }
+}
+
 /// Ends an operation begun with `Turns::begin` when dropped, however the
 /// operation went.
 pub struct EndOnDrop<'a>(pub &'a Turns);

@@ -2,7 +2,7 @@
 //! chosen backend, segments prepared ahead — from concurrent appenders.
 
 use super::latency_histogram;
-use super::turns::{EndOnDrop, Side, Turns};
+use super::turns::{self, EndOnDrop, Side, Turns};
 use crate::frame::{encode, Record, RecordBatch};
 use crate::ids::LeaderId;
 use crate::wal::stages::{self, Hop};
@@ -207,10 +207,7 @@ pub fn run(dir: &Path, config: &WalBenchConfig) -> Result<WalBenchReport, WalErr
 /// Whether an appender makes another append: while the duration runs, or
 /// while the turns go on (then waiting for the case's turn).
 fn another(config: &WalBenchConfig, end: Instant) -> bool {
-    match &config.turns {
-        Some(turns) => turns.begin(Side::Case),
-        None => Instant::now() < end,
-    }
+    turns::another(config.turns.as_deref().map(|t| (t, Side::Case)), end)
 }
 
 /// Appender threads, each blocked in `append_reusing`, for the duration
