@@ -2,10 +2,14 @@
 //! each batch once it is durable; this test SIGKILLs it at random moments,
 //! starts it again (it recovers first), and after every kill checks that
 //! every acknowledged frame is present and intact and that recovery returns
-//! nothing `append-loop` never wrote. Every other run keeps zero-filled
-//! files ready on a second thread, so that kills land while a segment is
-//! being adopted ahead of use. `TRAFT_WAL_KILLS` sets the number of kills
-//! (default 50).
+//! nothing `append-loop` never wrote (and no frame twice). The runs take
+//! four forms in turn, all on one directory: one thread appending straight
+//! into the `pwrite` backend; the same with zero-filled files kept ready on a
+//! second thread, so that kills land while a segment is being adopted ahead
+//! of use; and the group commit on the default backend (io_uring where it
+//! runs) as a replica appends, with one appender (its writes go alone on
+//! the writer thread) and with four (writes in flight together).
+//! `TRAFT_WAL_KILLS` sets the number of kills (default 50).
 //!
 //! SIGKILL leaves the page cache intact: this shows recovery after process
 //! death, not durability across power loss (`wal_power_loss.rs` does that).
@@ -33,8 +37,17 @@ fn every_acknowledged_append_survives_sigkill() {
             .args(["wal", "append-loop"])
             .arg(&wal)
             .args(["--segment-size", "16384"]);
-        if kill % 2 == 1 {
-            command.arg("--prepared-ahead");
+        match kill % 4 {
+            0 => {}
+            1 => {
+                command.arg("--prepared-ahead");
+            }
+            2 => {
+                command.args(["--appenders", "1"]);
+            }
+            _ => {
+                command.args(["--appenders", "4"]);
+            }
         }
         let mut child = command
             .stdout(Stdio::piped())

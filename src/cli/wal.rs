@@ -15,8 +15,8 @@ pub enum WalCommand {
     /// List every frame recovery would return.
     Dump { dir: PathBuf },
     /// Append batches forever, printing `ok FIRST COUNT` once each is durable
-    /// (frames carry a content derived from their `wal_seq`, which `verify`
-    /// checks). For crash tests.
+    /// (each frame carries a content derived from a tag it holds, which
+    /// `verify` checks). For crash tests.
     #[command(hide = true)]
     AppendLoop {
         dir: PathBuf,
@@ -26,6 +26,12 @@ pub enum WalCommand {
         /// does, so that segments are adopted from them ahead of use.
         #[arg(long)]
         prepared_ahead: bool,
+        /// Append from this many threads through the group commit on the
+        /// default backend (io_uring where it runs), as a replica does,
+        /// with zero-filled segments prepared ahead; 0 appends from one
+        /// thread straight into the `pwrite` backend.
+        #[arg(long, default_value_t = 0)]
+        appenders: usize,
     },
     /// Check that every frame holds the content `append-loop` gives its
     /// `wal_seq`, and that every `wal_seq` up to the given one is present.
@@ -47,7 +53,14 @@ pub fn run(command: WalCommand) -> Result<()> {
             dir,
             segment_size,
             prepared_ahead,
+            appenders: 0,
         } => append_loop(&dir, segment_size, prepared_ahead),
+        WalCommand::AppendLoop {
+            dir,
+            segment_size,
+            appenders,
+            ..
+        } => group_append_loop(&dir, segment_size, appenders),
         WalCommand::Verify { dir, acked_through } => verify(&dir, acked_through),
     }
 }
@@ -161,17 +174,25 @@ fn lsns(frame: &Frame<'_>) -> String {
     }
 }
 
-/// The batch `append-loop` writes at `seq`.
-fn content(seq: u64) -> RecordBatch {
-    let records = (0..1 + seq % 3)
+/// The batch `append-loop` writes with `tag`: its first record's LSN is
+/// `tag * 4`, so that `verify` finds the tag in the frame.
+fn content(tag: u64) -> RecordBatch {
+    let records = (0..1 + tag % 3)
         .map(|i| Record {
             author: LeaderId::new(1, 1),
-            lsn: seq * 4 + i,
-            cmd: seq.to_le_bytes().repeat(1 + (seq % 97) as usize),
+            lsn: tag * 4 + i,
+            cmd: tag.to_le_bytes().repeat(1 + (tag % 97) as usize),
             deps: Default::default(),
         })
         .collect();
     RecordBatch { records }
+}
+
+/// The tag a frame of `append-loop` carries.
+fn tag_of(frame: &Frame<'_>) -> Result<u64> {
+    let batch = frame.batch()?;
+    let first = batch.records().first().context("a batch without records")?;
+    Ok(first.lsn() / 4)
 }
 
 fn append_loop(dir: &Path, segment_size: usize, prepared_ahead: bool) -> Result<()> {
@@ -202,12 +223,14 @@ fn append_loop(dir: &Path, segment_size: usize, prepared_ahead: bool) -> Result<
         wal.next_seq()
     )?;
     out.flush()?;
+    let mut tag = next_tag(&recovered.frames)?;
     loop {
         let first = wal.next_seq();
-        let count = 1 + first % 4;
-        let mut frames = (first..first + count)
-            .map(|seq| encode(&content(seq)))
+        let count = 1 + tag % 4;
+        let mut frames = (tag..tag + count)
+            .map(|tag| encode(&content(tag)))
             .collect::<Result<Vec<_>, _>>()?;
+        tag += count;
         let at = wal.append(&mut frames)?;
         assert_eq!(at, first);
         writeln!(out, "ok {first} {count}")?;
@@ -215,17 +238,83 @@ fn append_loop(dir: &Path, segment_size: usize, prepared_ahead: bool) -> Result<
     }
 }
 
+/// The tag after the greatest one in `frames`, so that no two frames
+/// share one: with several appenders, tags and `wal_seq`s go in different
+/// orders, and a torn tail can lose lower tags than it keeps.
+fn next_tag(frames: &[wal::RecoveredFrame]) -> Result<u64> {
+    let mut next = 0;
+    for f in frames {
+        next = next.max(tag_of(&Frame::decode(&f.bytes)?)? + 1);
+    }
+    Ok(next)
+}
+
+/// The group commit's form of `append_loop`: `appenders` threads append
+/// batches of fresh tags, each printing its batch once it resolved.
+fn group_append_loop(dir: &Path, segment_size: usize, appenders: usize) -> Result<()> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    std::fs::create_dir_all(dir)?;
+    let (mut slot, found) = wal::SlotFile::open(dir)?;
+    let incarnation = slot.boot(found)?.incarnation;
+    let options = WalOptions {
+        segment_size,
+        incarnation,
+        rules: Default::default(),
+    };
+    let storage_dir = dir.to_path_buf();
+    let (wal, writer, recovered) = wal::GroupWal::start(
+        move || wal::open_backend(&storage_dir, wal::Backend::Uring, true).map(|(s, _)| s),
+        options,
+        Some(dir.to_path_buf()),
+    )?;
+    let tags = AtomicU64::new(next_tag(&recovered.frames)?);
+    let out = std::io::stdout();
+    writeln!(out.lock(), "recovered {}", recovered.frames.len())?;
+    let result = std::thread::scope(|scope| -> Result<()> {
+        let threads: Vec<_> = (0..appenders)
+            .map(|_| {
+                scope.spawn(|| -> Result<()> {
+                    loop {
+                        let count = 1 + tags.load(Ordering::Relaxed) % 4;
+                        let tag = tags.fetch_add(count, Ordering::Relaxed);
+                        let frames = (tag..tag + count)
+                            .map(|tag| encode(&content(tag)))
+                            .collect::<Result<Vec<_>, _>>()?;
+                        let first = wal.append(frames)?;
+                        let mut out = out.lock();
+                        writeln!(out, "ok {first} {count}")?;
+                        out.flush()?;
+                    }
+                })
+            })
+            .collect();
+        for thread in threads {
+            thread.join().expect("an appender thread panicked")?;
+        }
+        Ok(())
+    });
+    drop(wal);
+    writer.join();
+    result
+}
+
 fn verify(dir: &Path, acked_through: u64) -> Result<()> {
     with_scan(dir, |scan| {
         if let Some(corruption) = &scan.corruption {
             bail!("{corruption}");
         }
+        let mut tags = std::collections::HashSet::new();
         for a in &scan.frames {
             let seq = a.frame.header.wal.wal_seq;
-            let want = encode(&content(seq))?;
+            let tag = tag_of(&a.frame)
+                .with_context(|| format!("frame {seq} is no batch append-loop wrote"))?;
+            let want = encode(&content(tag))?;
             // Compare everything but the WAL fields and the header checksum.
             if a.frame.bytes[48..] != want[48..] || a.frame.bytes[..16] != want[..16] {
                 bail!("frame {seq} holds bytes append-loop never wrote there");
+            }
+            if !tags.insert(tag) {
+                bail!("frame {seq} repeats tag {tag}: a frame came back twice");
             }
         }
         // Recovery returns contiguous wal_seqs: the last one bounds them all.
