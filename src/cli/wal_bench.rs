@@ -112,8 +112,19 @@ fn floor_space(bytes: usize, threads: usize, seconds: f64) -> u64 {
 }
 
 pub fn run(args: WalBenchArgs) -> Result<()> {
+    anyhow::ensure!(args.rounds >= 1, "at least one round");
     let (_tmp, dir) = super::work_dir(args.dir.as_deref())?;
-    let dir: &Path = &dir;
+    let cases = cases(&args)?;
+    print_header(&args, &dir);
+    for &bytes in &args.bytes {
+        measure_size(&args, &dir, bytes, &cases)?;
+    }
+    Ok(())
+}
+
+/// Every combination of the backends, writes in flight, kinds and numbers
+/// of appenders asked for, in the table's order.
+fn cases(args: &WalBenchArgs) -> Result<Vec<Case>> {
     let backends = args
         .backend
         .iter()
@@ -133,7 +144,22 @@ pub fn run(args: WalBenchArgs) -> Result<()> {
                 .with_context(|| format!("unknown kind of appenders {k:?}: threads or driver"))
         })
         .collect::<Result<Vec<_>>>()?;
-    let duration = Duration::from_secs_f64(args.duration);
+    Ok(backends
+        .iter()
+        .flat_map(|&b| args.in_flight.iter().map(move |&f| (b, f)))
+        .flat_map(|(b, f)| kinds.iter().map(move |&k| (b, f, k)))
+        .flat_map(|(backend, in_flight, kind)| {
+            args.appenders.iter().map(move |&appenders| Case {
+                backend,
+                in_flight,
+                kind,
+                appenders,
+            })
+        })
+        .collect())
+}
+
+fn print_header(args: &WalBenchArgs, dir: &Path) {
     println!(
         "WAL durable appends ({}) in {} ({:.1} s per case, {} round{}: medians, and the range of the ratio to each round's floor); floor: one O_DIRECT pwrite + fdatasync at a time",
         if args.fdatasync { "write, then fdatasync" } else { "O_DSYNC writes" },
@@ -163,282 +189,313 @@ pub fn run(args: WalBenchArgs) -> Result<()> {
         "× 1 appnd",
         "range"
     );
-    anyhow::ensure!(args.rounds >= 1, "at least one round");
-    for &bytes in &args.bytes {
-        let floor_config = FloorConfig {
-            records_per_append: 1,
-            value_size: bytes.saturating_sub(128).max(1),
-            duration,
-            // Fresh pre-zeroed space for the whole run, as the WAL writes:
-            // rewriting a small file measures a cache, not the disk.
-            file_size: floor_space(bytes, 1, args.duration),
-            copy_in: false,
-            threads: 1,
-            turns: None,
-        };
-        let cases: Vec<Case> = backends
-            .iter()
-            .flat_map(|&b| args.in_flight.iter().map(move |&f| (b, f)))
-            .flat_map(|(b, f)| kinds.iter().map(move |&k| (b, f, k)))
-            .flat_map(|(backend, in_flight, kind)| {
-                args.appenders.iter().map(move |&appenders| Case {
-                    backend,
-                    in_flight,
-                    kind,
-                    appenders,
-                })
-            })
-            .collect();
-        let mut raw_counts: Vec<usize> = Vec::new();
-        if args.raw_threads {
-            raw_counts = args.appenders.iter().copied().filter(|&a| a > 1).collect();
-            raw_counts.sort_unstable();
-            raw_counts.dedup();
-        }
-        let mut raws: Vec<Vec<Against>> = raw_counts.iter().map(|_| Vec::new()).collect();
-        // Per case, per round: its figures beside its floor's.
-        let mut results: Vec<Vec<Against>> = cases.iter().map(|_| Vec::new()).collect();
-        // What each case ran: the backend asked for may fall back.
-        let mut backend_names = vec![""; cases.len()];
-        // The floor's rate sizes the WAL's preparation; taking turns, a
-        // short floor of its own measures it, once per size.
-        let mut calibrated: Option<f64> = None;
-        for round in 1..=args.rounds {
-            let round_floor = if args.slices == 0 {
-                let f = floor::run(dir, &floor_config).context("the raw floor")?;
-                eprintln!(
-                    "{bytes} B, round {round}: the floor {:.0} MB/s from a buffer in {}",
-                    f.mb_per_sec(),
-                    f.memory
-                );
-                Some(f)
-            } else {
-                None
-            };
-            let floor_rate = match (&round_floor, calibrated) {
-                (Some(f), _) => f.mb_per_sec(),
-                (None, Some(rate)) => rate,
-                (None, None) => {
-                    let config = FloorConfig {
-                        duration: CALIBRATION,
-                        file_size: floor_space(bytes, 1, CALIBRATION.as_secs_f64()),
-                        ..floor_config.clone()
-                    };
-                    let rate = floor::run(dir, &config)
-                        .context("the raw floor")?
-                        .mb_per_sec();
-                    *calibrated.insert(rate)
-                }
-            };
-            // A floor taking turns is sized by the rate measured, with room
-            // to spare: zeroing gigabytes for each case would take minutes.
-            let room = (2.0 * floor_rate * 1e6 * args.duration) as u64;
-            let paired_floor = FloorConfig {
-                file_size: floor_config.file_size.min(room.next_multiple_of(1 << 20)),
-                ..floor_config.clone()
-            };
-            for (i, &threads) in raw_counts.iter().enumerate() {
-                let config = FloorConfig {
-                    threads,
-                    file_size: floor_space(bytes, threads, args.duration),
-                    ..floor_config.clone()
-                };
-                let (r, f, turns) =
-                    against_floor(dir, &paired_floor, args.slices, &round_floor, |turns| {
-                        let config = FloorConfig {
-                            turns: turns.map(|t| (t, Side::Case)),
-                            ..config.clone()
-                        };
-                        floor::run(dir, &config).context("the raw floor, threads")
-                    })?;
-                let what = format!("{threads} raw threads");
-                note_floor((bytes, round, &what), &f, &turns, r.append_bytes as f64);
-                let ratio = r.mb_per_sec() / f.mb_per_sec();
-                raws[i].push((measured_floor(&r), measured_floor(&f), ratio));
-            }
-            for (i, case) in cases.iter().enumerate() {
-                let config = WalBenchConfig {
-                    bytes,
-                    appenders: case.appenders,
-                    kind: case.kind,
-                    duration,
-                    backend: case.backend,
-                    dsync: !args.fdatasync,
-                    in_flight: case.in_flight,
-                    // Half again the floor's rate per appender (a group
-                    // commits several appends per write), up to what no
-                    // disk here writes: beyond any WAL's, so that no
-                    // segment is zeroed while the clock runs.
-                    prepare_for: (1.5 * case.appenders as f64 * floor_rate * 1e6).min(FASTEST_DISK),
-                    turns: None,
-                };
-                let (r, f, turns) =
-                    against_floor(dir, &paired_floor, args.slices, &round_floor, |turns| {
-                        let config = WalBenchConfig {
-                            turns,
-                            ..config.clone()
-                        };
-                        wal::run(dir, &config).context("WAL appends")
-                    })?;
-                let what = format!("{} × {}", case.appenders, case.kind.name());
-                let per_op = r.bytes as f64 / r.appends.max(1) as f64;
-                note_floor((bytes, round, &what), &f, &turns, per_op);
-                if r.zeroed_while_timed > 0 {
-                    eprintln!(
-                        "  warning: {} B × {} ({}): {} segments zeroed while the clock ran, sharing the disk with the appends",
-                        bytes,
-                        case.appenders,
-                        case.kind.name(),
-                        r.zeroed_while_timed
-                    );
-                }
-                backend_names[i] = r.backend;
-                print_stages(&config, &r.stages);
-                if case.appenders == 1 {
-                    eprintln!(
-                        "  one appender, {} {}: {:.0}% of the floor, its frame in {}",
-                        case.kind.name(),
-                        r.backend,
-                        100.0 * r.mb_per_sec() / f.mb_per_sec(),
-                        r.frame_memory
-                    );
-                }
-                let us = |q: f64| r.latency.value_at_quantile(q) as f64 / 1e3;
-                let ratio = r.mb_per_sec() / f.mb_per_sec();
-                let measured = Measured {
-                    appends_per_sec: r.appends_per_sec(),
-                    mb_per_sec: r.mb_per_sec(),
-                    p50_us: us(0.5),
-                    p99_us: us(0.99),
-                    per_write: r.appends as f64 / r.writes.max(1) as f64,
-                    peak_in_flight: r.peak_in_flight,
-                };
-                results[i].push((measured, measured_floor(&f), ratio));
-            }
-        }
-        // The base of the `× 1 appnd` column, per round (the disk drifts
-        // from minute to minute: a case is set against the one-appender
-        // rate of its own round): for each backend and `in_flight`, the
-        // faster of the kinds' cases with the first number of appenders
-        // (against the slower, a ratio would flatter the kind).
-        let base = |of: &Case| -> Vec<f64> {
-            (0..args.rounds)
-                .map(|round| {
-                    cases
-                        .iter()
-                        .zip(&results)
-                        .filter(|(c, _)| {
-                            c.backend == of.backend
-                                && c.in_flight == of.in_flight
-                                && c.appenders == args.appenders[0]
-                        })
-                        .map(|(_, rounds)| rounds[round].0.appends_per_sec)
-                        .fold(0.0, f64::max)
-                })
-                .collect()
-        };
-        for (i, case) in cases.iter().enumerate() {
-            let rounds = &results[i];
-            let peak = rounds.iter().map(|(m, _, _)| m.peak_in_flight).max();
-            let row = Row {
-                bytes,
-                appenders: case.appenders,
-                kind: case.kind.name(),
-                backend: backend_names[i],
-                flight: format!("{:>3}/{:<2}", peak.unwrap_or(0), case.in_flight),
-                base: base(case),
-            };
-            row.print(rounds);
-        }
+}
+
+/// Every round of every case at `bytes`, then their rows.
+fn measure_size(args: &WalBenchArgs, dir: &Path, bytes: usize, cases: &[Case]) -> Result<()> {
+    let floor_config = FloorConfig {
+        records_per_append: 1,
+        value_size: bytes.saturating_sub(128).max(1),
+        duration: Duration::from_secs_f64(args.duration),
+        // Fresh pre-zeroed space for the whole run, as the WAL writes:
+        // rewriting a small file measures a cache, not the disk.
+        file_size: floor_space(bytes, 1, args.duration),
+        copy_in: false,
+        threads: 1,
+        turns: None,
+    };
+    let mut raw_counts: Vec<usize> = Vec::new();
+    if args.raw_threads {
+        raw_counts = args.appenders.iter().copied().filter(|&a| a > 1).collect();
+        raw_counts.sort_unstable();
+        raw_counts.dedup();
+    }
+    let mut raws: Vec<Vec<Against>> = raw_counts.iter().map(|_| Vec::new()).collect();
+    // Per case, per round: its figures beside its floor's.
+    let mut results: Vec<Vec<Against>> = cases.iter().map(|_| Vec::new()).collect();
+    // What each case ran: the backend asked for may fall back.
+    let mut backend_names = vec![""; cases.len()];
+    // The floor's rate sizes the WAL's preparation; taking turns, a short
+    // floor of its own measures it, once per size.
+    let mut calibrated: Option<f64> = None;
+    for number in 1..=args.rounds {
+        let round = Round::start(args, dir, bytes, number, &floor_config, &mut calibrated)?;
         for (i, &threads) in raw_counts.iter().enumerate() {
-            // Set against the floor each ran beside.
-            let one = raws[i].iter().map(|(_, f, _)| f.appends_per_sec).collect();
-            let row = Row {
-                bytes,
-                appenders: threads,
-                kind: "threads",
-                backend: "raw",
-                flight: format!("{:>3}/{:<2}", threads, threads),
-                base: one,
-            };
-            row.print(&raws[i]);
+            raws[i].push(round.raw(threads)?);
         }
+        for (i, case) in cases.iter().enumerate() {
+            let (against, backend) = round.case(case)?;
+            results[i].push(against);
+            backend_names[i] = backend;
+        }
+    }
+    // The base of the `× 1 appnd` column, per round (the disk drifts from
+    // minute to minute: a case is set against the one-appender rate of its
+    // own round): for each backend and `in_flight`, the faster of the
+    // kinds' cases with the first number of appenders (against the slower,
+    // a ratio would flatter the kind).
+    let base = |of: &Case| -> Vec<f64> {
+        (0..args.rounds)
+            .map(|round| {
+                cases
+                    .iter()
+                    .zip(&results)
+                    .filter(|(c, _)| {
+                        c.backend == of.backend
+                            && c.in_flight == of.in_flight
+                            && c.appenders == args.appenders[0]
+                    })
+                    .map(|(_, rounds)| rounds[round].0.appends_per_sec)
+                    .fold(0.0, f64::max)
+            })
+            .collect()
+    };
+    for (i, case) in cases.iter().enumerate() {
+        let rounds = &results[i];
+        let peak = rounds.iter().map(|(m, _, _)| m.peak_in_flight).max();
+        let row = Row {
+            bytes,
+            appenders: case.appenders,
+            kind: case.kind.name(),
+            backend: backend_names[i],
+            flight: format!("{:>3}/{:<2}", peak.unwrap_or(0), case.in_flight),
+            base: base(case),
+        };
+        row.print(rounds);
+    }
+    for (i, &threads) in raw_counts.iter().enumerate() {
+        // Set against the floor each ran beside.
+        let one = raws[i].iter().map(|(_, f, _)| f.appends_per_sec).collect();
+        let row = Row {
+            bytes,
+            appenders: threads,
+            kind: "threads",
+            backend: "raw",
+            flight: format!("{:>3}/{:<2}", threads, threads),
+            base: one,
+        };
+        row.print(&raws[i]);
     }
     Ok(())
 }
 
-/// One measurement beside its floor: taking turns on the disk with a floor
-/// of its own (`slices` pairs of turns), or after the round's floor
-/// (`slices` 0, `round_floor` given).
-fn against_floor<T>(
-    dir: &Path,
-    floor_config: &FloorConfig,
-    slices: usize,
-    round_floor: &Option<floor::FloorReport>,
-    measure: impl FnOnce(Option<Arc<Turns>>) -> Result<T>,
-) -> Result<(T, floor::FloorReport, Vec<Turn>)> {
-    if slices == 0 {
-        let f = round_floor.clone().expect("a round's floor without turns");
-        return Ok((measure(None)?, f, Vec::new()));
-    }
-    let turns = Arc::new(Turns::default());
-    let slice = floor_config.duration / slices as u32;
-    std::thread::scope(|scope| {
-        let floor = scope.spawn(|| {
-            let config = FloorConfig {
-                turns: Some((turns.clone(), Side::Floor)),
-                ..floor_config.clone()
-            };
-            let f = floor::run(dir, &config);
-            if f.is_err() {
-                turns.abort();
-            }
-            f
-        });
-        let conductor = scope.spawn(|| turns.conduct(slices, slice));
-        let measured = measure(Some(turns.clone()));
-        if measured.is_err() {
-            turns.abort();
-        }
-        conductor.join().expect("the conductor thread");
-        let f = floor.join().expect("the floor thread");
-        Ok((measured?, f.context("the raw floor")?, turns.given()))
-    })
+/// One round at one size: the floor its measurements are set against.
+struct Round<'a> {
+    args: &'a WalBenchArgs,
+    dir: &'a Path,
+    bytes: usize,
+    number: usize,
+    /// The round's floor, measured first; none when each measurement takes
+    /// turns with a floor of its own.
+    floor: Option<floor::FloorReport>,
+    /// A floor that takes turns with a measurement.
+    paired_floor: FloorConfig,
+    /// The floor's MB/s, which sizes the WAL's preparation.
+    floor_rate: f64,
 }
 
-/// The floor a measurement took turns with, and the measurement's MB/s
-/// against it pair of turns by pair (median and quartiles), to standard
-/// error. `bytes_per_op`: the measurement's bytes per operation.
-fn note_floor(
-    (bytes, round, what): (usize, usize, &str),
-    f: &floor::FloorReport,
-    turns: &[Turn],
-    bytes_per_op: f64,
-) {
-    if turns.is_empty() {
-        return;
-    }
-    let rate = |t: &Turn| t.operations as f64 / t.time.as_secs_f64();
-    let mut ratios: Vec<f64> = turns
-        .chunks(2)
-        .filter_map(|pair| {
-            let floor = pair.iter().find(|t| t.side == Side::Floor)?;
-            let case = pair.iter().find(|t| t.side == Side::Case)?;
-            let floor_mb = rate(floor) * f.append_bytes as f64;
-            Some(100.0 * rate(case) * bytes_per_op / floor_mb)
+impl<'a> Round<'a> {
+    /// Measures the round's floor, or (taking turns) the rate calibrated
+    /// once per size.
+    fn start(
+        args: &'a WalBenchArgs,
+        dir: &'a Path,
+        bytes: usize,
+        number: usize,
+        floor_config: &FloorConfig,
+        calibrated: &mut Option<f64>,
+    ) -> Result<Round<'a>> {
+        let floor = if args.slices == 0 {
+            let f = floor::run(dir, floor_config).context("the raw floor")?;
+            eprintln!(
+                "{bytes} B, round {number}: the floor {:.0} MB/s from a buffer in {}",
+                f.mb_per_sec(),
+                f.memory
+            );
+            Some(f)
+        } else {
+            None
+        };
+        let floor_rate = match (&floor, *calibrated) {
+            (Some(f), _) => f.mb_per_sec(),
+            (None, Some(rate)) => rate,
+            (None, None) => {
+                let config = FloorConfig {
+                    duration: CALIBRATION,
+                    file_size: floor_space(bytes, 1, CALIBRATION.as_secs_f64()),
+                    ..floor_config.clone()
+                };
+                let rate = floor::run(dir, &config)
+                    .context("the raw floor")?
+                    .mb_per_sec();
+                *calibrated.insert(rate)
+            }
+        };
+        // A floor taking turns is sized by the rate measured, with room to
+        // spare: zeroing gigabytes for each case would take minutes.
+        let room = (2.0 * floor_rate * 1e6 * args.duration) as u64;
+        let paired_floor = FloorConfig {
+            file_size: floor_config.file_size.min(room.next_multiple_of(1 << 20)),
+            ..floor_config.clone()
+        };
+        Ok(Round {
+            args,
+            dir,
+            bytes,
+            number,
+            floor,
+            paired_floor,
+            floor_rate,
         })
-        .collect();
-    ratios.sort_by(f64::total_cmp);
-    let at = |q: f64| ratios[((ratios.len() - 1) as f64 * q).round() as usize];
-    eprintln!(
-        "{bytes} B, round {round}, {what}: its floor {:.0} MB/s from a buffer in {}; pair by pair {:.0}% of it (quartiles {:.0}–{:.0}%, {} pairs)",
-        f.mb_per_sec(),
-        f.memory,
-        at(0.5),
-        at(0.25),
-        at(0.75),
-        ratios.len()
-    );
+    }
+
+    /// `threads` raw writers beside the floor.
+    fn raw(&self, threads: usize) -> Result<Against> {
+        let config = FloorConfig {
+            threads,
+            file_size: floor_space(self.bytes, threads, self.args.duration),
+            ..self.paired_floor.clone()
+        };
+        let (r, f, turns) = self.against_floor(|turns| {
+            let config = FloorConfig {
+                turns: turns.map(|t| (t, Side::Case)),
+                ..config.clone()
+            };
+            floor::run(self.dir, &config).context("the raw floor, threads")
+        })?;
+        let what = format!("{threads} raw threads");
+        self.note_floor(&what, &f, &turns, r.append_bytes as f64);
+        let ratio = r.mb_per_sec() / f.mb_per_sec();
+        Ok((measured_floor(&r), measured_floor(&f), ratio))
+    }
+
+    /// The WAL's appends in `case` beside the floor, and the backend that
+    /// ran them.
+    fn case(&self, case: &Case) -> Result<(Against, &'static str)> {
+        let (bytes, duration) = (self.bytes, self.paired_floor.duration);
+        let config = WalBenchConfig {
+            bytes,
+            appenders: case.appenders,
+            kind: case.kind,
+            duration,
+            backend: case.backend,
+            dsync: !self.args.fdatasync,
+            in_flight: case.in_flight,
+            // Half again the floor's rate per appender (a group commits
+            // several appends per write), up to what no disk here writes:
+            // beyond any WAL's, so that no segment is zeroed while the
+            // clock runs.
+            prepare_for: (1.5 * case.appenders as f64 * self.floor_rate * 1e6).min(FASTEST_DISK),
+            turns: None,
+        };
+        let (r, f, turns) = self.against_floor(|turns| {
+            let config = WalBenchConfig {
+                turns,
+                ..config.clone()
+            };
+            wal::run(self.dir, &config).context("WAL appends")
+        })?;
+        let what = format!("{} × {}", case.appenders, case.kind.name());
+        let per_op = r.bytes as f64 / r.appends.max(1) as f64;
+        self.note_floor(&what, &f, &turns, per_op);
+        if r.zeroed_while_timed > 0 {
+            eprintln!(
+                "  warning: {bytes} B × {} ({}): {} segments zeroed while the clock ran, sharing the disk with the appends",
+                case.appenders,
+                case.kind.name(),
+                r.zeroed_while_timed
+            );
+        }
+        print_stages(&config, &r.stages);
+        let ratio = r.mb_per_sec() / f.mb_per_sec();
+        if case.appenders == 1 {
+            eprintln!(
+                "  one appender, {} {}: {:.0}% of the floor, its frame in {}",
+                case.kind.name(),
+                r.backend,
+                100.0 * ratio,
+                r.frame_memory
+            );
+        }
+        let us = |q: f64| r.latency.value_at_quantile(q) as f64 / 1e3;
+        let measured = Measured {
+            appends_per_sec: r.appends_per_sec(),
+            mb_per_sec: r.mb_per_sec(),
+            p50_us: us(0.5),
+            p99_us: us(0.99),
+            per_write: r.appends as f64 / r.writes.max(1) as f64,
+            peak_in_flight: r.peak_in_flight,
+        };
+        Ok(((measured, measured_floor(&f), ratio), r.backend))
+    }
+
+    /// One measurement beside its floor: taking turns on the disk with a floor
+    /// of its own (`slices` pairs of turns), or after the round's floor
+    /// (`slices` 0).
+    fn against_floor<T>(
+        &self,
+        measure: impl FnOnce(Option<Arc<Turns>>) -> Result<T>,
+    ) -> Result<(T, floor::FloorReport, Vec<Turn>)> {
+        if self.args.slices == 0 {
+            let f = self.floor.clone().expect("a round's floor without turns");
+            return Ok((measure(None)?, f, Vec::new()));
+        }
+        let (dir, slices) = (self.dir, self.args.slices);
+        let turns = Arc::new(Turns::default());
+        let slice = self.paired_floor.duration / slices as u32;
+        std::thread::scope(|scope| {
+            let floor = scope.spawn(|| {
+                let config = FloorConfig {
+                    turns: Some((turns.clone(), Side::Floor)),
+                    ..self.paired_floor.clone()
+                };
+                let f = floor::run(dir, &config);
+                if f.is_err() {
+                    turns.abort();
+                }
+                f
+            });
+            let conductor = scope.spawn(|| turns.conduct(slices, slice));
+            let measured = measure(Some(turns.clone()));
+            if measured.is_err() {
+                turns.abort();
+            }
+            conductor.join().expect("the conductor thread");
+            let f = floor.join().expect("the floor thread");
+            Ok((measured?, f.context("the raw floor")?, turns.given()))
+        })
+    }
+
+    /// The floor a measurement took turns with, and the measurement's MB/s
+    /// against it pair of turns by pair (median and quartiles), to standard
+    /// error. `bytes_per_op`: the measurement's bytes per operation.
+    fn note_floor(&self, what: &str, f: &floor::FloorReport, turns: &[Turn], bytes_per_op: f64) {
+        if turns.is_empty() {
+            return;
+        }
+        let (bytes, round) = (self.bytes, self.number);
+        let rate = |t: &Turn| t.operations as f64 / t.time.as_secs_f64();
+        let mut ratios: Vec<f64> = turns
+            .chunks(2)
+            .filter_map(|pair| {
+                let floor = pair.iter().find(|t| t.side == Side::Floor)?;
+                let case = pair.iter().find(|t| t.side == Side::Case)?;
+                let floor_mb = rate(floor) * f.append_bytes as f64;
+                Some(100.0 * rate(case) * bytes_per_op / floor_mb)
+            })
+            .collect();
+        ratios.sort_by(f64::total_cmp);
+        let at = |q: f64| ratios[((ratios.len() - 1) as f64 * q).round() as usize];
+        eprintln!(
+            "{bytes} B, round {round}, {what}: its floor {:.0} MB/s from a buffer in {}; pair by pair {:.0}% of it (quartiles {:.0}–{:.0}%, {} pairs)",
+            f.mb_per_sec(),
+            f.memory,
+            at(0.5),
+            at(0.25),
+            at(0.75),
+            ratios.len()
+        );
+    }
 }
 
 /// Where one appender's appends went, hop by hop (`wal-stages` builds):
