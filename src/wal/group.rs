@@ -451,6 +451,10 @@ fn write_loop<S: Storage>(
         while planned.front().is_some_and(|p| p.end <= mark) {
             let p = planned.pop_front().expect("checked");
             stages::mark(Stage::Resolved);
+            debug_assert!(
+                p.frames.iter().all(|f| !f.is_empty()),
+                "an append resolves with every frame lent to its writes back"
+            );
             (p.done)(Ok(p.first), p.frames);
         }
     }
