@@ -34,8 +34,8 @@ pub enum WalCommand {
         appenders: usize,
     },
     /// Check that every frame holds the content `append-loop` gives its
-    /// `wal_seq`, and that every `wal_seq` up to the given one is present.
-    /// For crash tests.
+    /// tag, that no tag comes twice, and that every `wal_seq` up to the
+    /// given one is present. For crash tests.
     #[command(hide = true)]
     Verify {
         dir: PathBuf,
@@ -188,6 +188,26 @@ fn content(tag: u64) -> RecordBatch {
     RecordBatch { records }
 }
 
+/// The frames of one append of `append-loop`: `count` batches, tags from
+/// `tag` on.
+fn frames_from(tag: u64, count: u64) -> Result<Vec<rkyv::util::AlignedVec>> {
+    Ok((tag..tag + count)
+        .map(|tag| encode(&content(tag)))
+        .collect::<Result<Vec<_>, _>>()?)
+}
+
+/// Boots the slot file in `dir` (created if missing): the options of the
+/// WAL the new incarnation writes.
+fn boot(dir: &Path, segment_size: usize) -> Result<WalOptions> {
+    std::fs::create_dir_all(dir)?;
+    let (mut slot, found) = wal::SlotFile::open(dir)?;
+    Ok(WalOptions {
+        segment_size,
+        incarnation: slot.boot(found)?.incarnation,
+        rules: Default::default(),
+    })
+}
+
 /// The tag a frame of `append-loop` carries.
 fn tag_of(frame: &Frame<'_>) -> Result<u64> {
     let batch = frame.batch()?;
@@ -201,20 +221,13 @@ fn append_loop(dir: &Path, segment_size: usize, prepared_ahead: bool) -> Result<
         let dir = dir.to_path_buf();
         std::thread::spawn(move || loop {
             if let Err(e) = wal::file::prepare_ahead(&dir, segment_size, 2) {
-                eprintln!("preparing segments ahead: {e}");
+                eprintln!("{e}");
             }
             std::thread::sleep(std::time::Duration::from_millis(1));
         });
     }
-    let (mut slot, found) = wal::SlotFile::open(dir)?;
-    let incarnation = slot.boot(found)?.incarnation;
-    let storage = FileStorage::new(dir, true)?;
-    let options = WalOptions {
-        segment_size,
-        incarnation,
-        rules: Default::default(),
-    };
-    let (mut wal, recovered) = Wal::open(storage, options)?;
+    let options = boot(dir, segment_size)?;
+    let (mut wal, recovered) = Wal::open(FileStorage::new(dir, true)?, options)?;
     let mut out = std::io::stdout().lock();
     writeln!(
         out,
@@ -227,9 +240,7 @@ fn append_loop(dir: &Path, segment_size: usize, prepared_ahead: bool) -> Result<
     loop {
         let first = wal.next_seq();
         let count = 1 + tag % 4;
-        let mut frames = (tag..tag + count)
-            .map(|tag| encode(&content(tag)))
-            .collect::<Result<Vec<_>, _>>()?;
+        let mut frames = frames_from(tag, count)?;
         tag += count;
         let at = wal.append(&mut frames)?;
         assert_eq!(at, first);
@@ -253,14 +264,7 @@ fn next_tag(frames: &[wal::RecoveredFrame]) -> Result<u64> {
 /// batches of fresh tags, each printing its batch once it resolved.
 fn group_append_loop(dir: &Path, segment_size: usize, appenders: usize) -> Result<()> {
     use std::sync::atomic::{AtomicU64, Ordering};
-    std::fs::create_dir_all(dir)?;
-    let (mut slot, found) = wal::SlotFile::open(dir)?;
-    let incarnation = slot.boot(found)?.incarnation;
-    let options = WalOptions {
-        segment_size,
-        incarnation,
-        rules: Default::default(),
-    };
+    let options = boot(dir, segment_size)?;
     let storage_dir = dir.to_path_buf();
     let (wal, writer, recovered) = wal::GroupWal::start(
         move || wal::open_backend(&storage_dir, wal::Backend::Uring, true).map(|(s, _)| s),
@@ -277,10 +281,7 @@ fn group_append_loop(dir: &Path, segment_size: usize, appenders: usize) -> Resul
                     loop {
                         let count = 1 + tags.load(Ordering::Relaxed) % 4;
                         let tag = tags.fetch_add(count, Ordering::Relaxed);
-                        let frames = (tag..tag + count)
-                            .map(|tag| encode(&content(tag)))
-                            .collect::<Result<Vec<_>, _>>()?;
-                        let first = wal.append(frames)?;
+                        let first = wal.append(frames_from(tag, count)?)?;
                         let mut out = out.lock();
                         writeln!(out, "ok {first} {count}")?;
                         out.flush()?;
