@@ -137,8 +137,7 @@ pub fn run(dir: &Path, config: &WalBenchConfig) -> Result<WalBenchReport, WalErr
     // steady state purged segments are recycled; zeroing is not on the path).
     let expected = config.duration.as_secs_f64() * config.prepare_for;
     let ahead = (expected / SEGMENT as f64).ceil() as usize + 2;
-    file::prepare_ahead(&dir, SEGMENT, ahead)
-        .map_err(|source| WalError::io("prepare", 0, source))?;
+    file::prepare_ahead(&dir, SEGMENT, ahead).map_err(|e| WalError::io("prepare", 0, e.source))?;
     let backend = config.backend;
     let dsync = config.dsync;
     let (chosen_tx, chosen_rx) = crossbeam::channel::bounded(1);

@@ -272,11 +272,24 @@ impl Drop for FileStorage {
     }
 }
 
+/// `prepare_ahead` stopped on an error after zero-filling `prepared` files,
+/// which are ready: a counter of zeroing must count them too.
+#[derive(Debug, thiserror::Error)]
+#[error("preparing segments ahead, after {prepared} zero-filled: {source}")]
+pub struct PrepareError {
+    pub prepared: usize,
+    #[source]
+    pub source: io::Error,
+}
+
 /// Keeps `keep` zero-filled, synced files of `size` bytes ready in `dir`
 /// for the writer to take as new segments (run off the commit path);
 /// returns how many it zero-filled.
-pub fn prepare_ahead(dir: &Path, size: usize, keep: usize) -> io::Result<usize> {
-    let ready = fs::read_dir(dir)?
+pub fn prepare_ahead(dir: &Path, size: usize, keep: usize) -> Result<usize, PrepareError> {
+    let mut prepared = 0;
+    let failed = |prepared, source| PrepareError { prepared, source };
+    let ready = fs::read_dir(dir)
+        .map_err(|e| failed(0, e))?
         .filter_map(|e| e.ok())
         .filter(is_prepared)
         .count();
@@ -288,10 +301,16 @@ pub fn prepare_ahead(dir: &Path, size: usize, keep: usize) -> io::Result<usize> 
         let tmp = dir.join(format!("{name}.tmp"));
         if let Err(e) = zero_fill(&tmp, size as u64) {
             let _ = fs::remove_file(&tmp);
-            return Err(e);
+            return Err(failed(prepared, e));
         }
-        fs::rename(&tmp, dir.join(format!("{name}{PREPARED_SUFFIX}")))?;
-        File::open(dir)?.sync_all()?;
+        fs::rename(&tmp, dir.join(format!("{name}{PREPARED_SUFFIX}")))
+            .map_err(|e| failed(prepared, e))?;
+        // Zero-filled and in place: it counts even if the directory's sync
+        // fails (the file is then taken once that sync succeeds).
+        prepared += 1;
+        File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| failed(prepared, e))?;
     }
-    Ok(keep.saturating_sub(ready))
+    Ok(prepared)
 }

@@ -250,7 +250,10 @@ fn prepare_loop(dir: &std::path::Path, size: usize, woken: Receiver<()>, prepare
             Ok(n) => {
                 prepared.fetch_add(n as u64, Ordering::Relaxed);
             }
-            Err(e) => tracing::warn!("preparing WAL segments ahead in {}: {e}", dir.display()),
+            Err(e) => {
+                prepared.fetch_add(e.prepared as u64, Ordering::Relaxed);
+                tracing::warn!("in {}: {e}", dir.display());
+            }
         }
         if woken.recv().is_err() {
             return;
