@@ -307,15 +307,10 @@ fn write_loop<S: Storage>(
     let mut planned: VecDeque<Planned> = VecDeque::new();
     let mut in_flight = 0usize;
     // The log serves one append at a time: when the last write ended,
-    // nothing else was in flight or waiting, and the writes since the log
-    // was last quiet went one at a time, each carrying one append.
+    // nothing else was in flight or waiting since the writes before.
     let mut quiet = true;
     // The most writes in flight at once since the log was last quiet.
     let mut busy_peak = 0usize;
-    // A write since the log was last quiet carried several appends: their
-    // appenders come back one by one, and the first back must not start a
-    // write alone that holds the others out of flight.
-    let mut crowded = false;
     let mut closed = false;
     // Purges wait for the writes in flight; no write starts meanwhile.
     let mut purges: Vec<(Lsn, PurgeDone)> = Vec::new();
@@ -376,7 +371,6 @@ fn write_loop<S: Storage>(
                     // quiet again: several appenders need their writes in
                     // flight together, and a write alone now and then
                     // would hold the others out of flight for its time.
-                    crowded |= requests.len() > 1;
                     let alone = quiet
                         && in_flight == 0
                         && held.is_empty()
@@ -445,9 +439,8 @@ fn write_loop<S: Storage>(
                 }
             }
             if in_flight == 0 {
-                quiet = busy_peak <= 1 && !crowded && held.is_empty() && queue.is_empty();
+                quiet = busy_peak <= 1 && held.is_empty() && queue.is_empty();
                 busy_peak = 0;
-                crowded = false;
             }
         }
         let mark = wal.durable_mark();
