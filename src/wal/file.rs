@@ -305,8 +305,9 @@ pub fn prepare_ahead(dir: &Path, size: usize, keep: usize) -> Result<usize, Prep
         }
         fs::rename(&tmp, dir.join(format!("{name}{PREPARED_SUFFIX}")))
             .map_err(|e| failed(prepared, e))?;
-        // Zero-filled and in place: it counts even if the directory's sync
-        // fails (the file is then taken once that sync succeeds).
+        // Zero-filled and named: it counts even if the directory's sync
+        // then fails (its zeros are synced, and adopting it as a segment
+        // syncs the directory again).
         prepared += 1;
         File::open(dir)
             .and_then(|d| d.sync_all())
