@@ -229,27 +229,6 @@ fn measure_size(args: &WalBenchArgs, dir: &Path, bytes: usize, cases: &[Case]) -
             backend_names[i] = backend;
         }
     }
-    // The base of the `× 1 appnd` column, per round (the disk drifts from
-    // minute to minute: a case is set against the one-appender rate of its
-    // own round): for each backend and `in_flight`, the faster of the
-    // kinds' cases with the first number of appenders (against the slower,
-    // a ratio would flatter the kind).
-    let base = |of: &Case| -> Vec<f64> {
-        (0..args.rounds)
-            .map(|round| {
-                cases
-                    .iter()
-                    .zip(&results)
-                    .filter(|(c, _)| {
-                        c.backend == of.backend
-                            && c.in_flight == of.in_flight
-                            && c.appenders == args.appenders[0]
-                    })
-                    .map(|(_, rounds)| rounds[round].0.appends_per_sec)
-                    .fold(0.0, f64::max)
-            })
-            .collect()
-    };
     for (i, case) in cases.iter().enumerate() {
         let rounds = &results[i];
         let peak = rounds.iter().map(|(m, _, _)| m.peak_in_flight).max();
@@ -259,7 +238,7 @@ fn measure_size(args: &WalBenchArgs, dir: &Path, bytes: usize, cases: &[Case]) -
             kind: case.kind.name(),
             backend: backend_names[i],
             flight: format!("{:>3}/{:<2}", peak.unwrap_or(0), case.in_flight),
-            base: base(case),
+            base: one_appender_rates(case, cases, &results, args.appenders[0]),
         };
         row.print(rounds);
     }
@@ -277,6 +256,32 @@ fn measure_size(args: &WalBenchArgs, dir: &Path, bytes: usize, cases: &[Case]) -
         row.print(&raws[i]);
     }
     Ok(())
+}
+
+/// The base of the `× 1 appnd` column for `of`, per round (the disk drifts
+/// from minute to minute: a case is set against the one-appender rate of
+/// its own round): for its backend and `in_flight`, the faster of the
+/// kinds' cases with `first` appenders (against the slower, a ratio would
+/// flatter the kind).
+fn one_appender_rates(
+    of: &Case,
+    cases: &[Case],
+    results: &[Vec<Against>],
+    first: usize,
+) -> Vec<f64> {
+    let rounds = results.first().map_or(0, Vec::len);
+    (0..rounds)
+        .map(|round| {
+            cases
+                .iter()
+                .zip(results)
+                .filter(|(c, _)| {
+                    c.backend == of.backend && c.in_flight == of.in_flight && c.appenders == first
+                })
+                .map(|(_, rounds)| rounds[round].0.appends_per_sec)
+                .fold(0.0, f64::max)
+        })
+        .collect()
 }
 
 /// One round at one size: the floor its measurements are set against.
