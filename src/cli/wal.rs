@@ -279,8 +279,10 @@ fn group_append_loop(dir: &Path, segment_size: usize, appenders: usize) -> Resul
             .map(|_| {
                 scope.spawn(|| -> Result<()> {
                     loop {
-                        let count = 1 + tags.load(Ordering::Relaxed) % 4;
-                        let tag = tags.fetch_add(count, Ordering::Relaxed);
+                        // Four tags reserved in one step, the first 1–4
+                        // of them used.
+                        let tag = tags.fetch_add(4, Ordering::Relaxed);
+                        let count = 1 + tag / 4 % 4;
                         let first = wal.append(frames_from(tag, count)?)?;
                         let mut out = out.lock();
                         writeln!(out, "ok {first} {count}")?;
