@@ -34,6 +34,13 @@ pub const WRITES_IN_FLIGHT_MAX: usize = 4;
 /// on this disk, and their buffers would be too large to keep for reuse.
 pub const WRITE_BYTES_MAX: usize = 1 << 20;
 
+/// A write of several appends this small may be made on the writer thread
+/// (`Storage::write_alone`) when its group is all back (`write_loop`):
+/// through the ring its completion would cost a large share of its time.
+/// Larger writes gain little from it, and several large appenders need
+/// their writes in flight beside one another (README, "WAL").
+pub const ALONE_WRITE_BYTES_MAX: usize = 64 << 10;
+
 /// Called on the writer thread once the request's frames are durable (or
 /// the write failed): with the `wal_seq` of its first frame, and the
 /// frames themselves back, for the appender to reuse their buffers (empty
@@ -311,6 +318,9 @@ fn write_loop<S: Storage>(
     let mut quiet = true;
     // The most writes in flight at once since the log was last quiet.
     let mut busy_peak = 0usize;
+    // Appends resolved together the last time any were: their appenders
+    // come back around the same time.
+    let mut last_resolved = 0usize;
     let mut closed = false;
     // Purges wait for the writes in flight; no write starts meanwhile.
     let mut purges: Vec<(Lsn, PurgeDone)> = Vec::new();
@@ -359,23 +369,29 @@ fn write_loop<S: Storage>(
             let group = take_group(&mut held);
             match plan_group(&mut wal, group, &queue, waiting_for_space) {
                 Ok((requests, writes_planned)) => {
-                    // A write alone (one append, on a quiet log, nothing
-                    // else in flight or waiting) is made on this thread,
-                    // blocking it: there is nothing else for it to do
-                    // meanwhile, and through the ring the `O_DSYNC`
-                    // completion passes a kernel worker and then the
-                    // ring's wake of this thread, 25–45 µs a write more
-                    // here than the same `pwritev` (README, "WAL"). What
-                    // arrives meanwhile waits for it, then goes through
-                    // the ring, which then keeps the log until it is
-                    // quiet again: several appenders need their writes in
-                    // flight together, and a write alone now and then
-                    // would hold the others out of flight for its time.
-                    let alone = quiet
-                        && in_flight == 0
+                    // A write alone is made on this thread, blocking it,
+                    // when nothing else is in flight or waiting, and it
+                    // carries either one append on a quiet log, or
+                    // several, small (`ALONE_WRITE_BYTES_MAX`), and at
+                    // least as many as were last resolved together: then
+                    // the whole group is back, and no appender on its way
+                    // is held out of flight. There is nothing else for
+                    // the thread to do meanwhile, and through the ring the
+                    // `O_DSYNC` completion passes a kernel worker and then
+                    // the ring's wake of this thread, 25–45 µs a write
+                    // more here than the same `pwritev` (README, "WAL"):
+                    // much of a small write's time. What arrives meanwhile
+                    // waits for it and joins the next write. Any other
+                    // write goes through the ring, so that the appends
+                    // still on their way can go in flight beside it
+                    // (several large appenders need that); a log of
+                    // single appends stays there until it is quiet again.
+                    let alone = in_flight == 0
                         && held.is_empty()
-                        && requests.len() == 1
-                        && writes_planned.len() == 1;
+                        && writes_planned.len() == 1
+                        && ((quiet && requests.len() == 1)
+                            || (writes_planned[0].bytes.len() <= ALONE_WRITE_BYTES_MAX
+                                && requests.len() >= last_resolved));
                     planned.extend(requests);
                     writes.fetch_add(writes_planned.len() as u64, Ordering::Relaxed);
                     for write in writes_planned {
@@ -444,7 +460,9 @@ fn write_loop<S: Storage>(
             }
         }
         let mark = wal.durable_mark();
+        let mut resolved = 0;
         while planned.front().is_some_and(|p| p.end <= mark) {
+            resolved += 1;
             let p = planned.pop_front().expect("checked");
             stages::mark(Stage::Resolved);
             debug_assert!(
@@ -452,6 +470,9 @@ fn write_loop<S: Storage>(
                 "an append resolves with every frame lent to its writes back"
             );
             (p.done)(Ok(p.first), p.frames);
+        }
+        if resolved > 0 {
+            last_resolved = resolved;
         }
     }
 }
