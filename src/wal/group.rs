@@ -34,8 +34,9 @@ pub const WRITES_IN_FLIGHT_MAX: usize = 4;
 /// on this disk, and their buffers would be too large to keep for reuse.
 pub const WRITE_BYTES_MAX: usize = 1 << 20;
 
-/// A write of several appends this small may be made on the writer thread
-/// (`Storage::write_alone`) when its group is all back (`write_loop`):
+/// A write this small may be made on the writer thread, whatever number of
+/// appends it carries (`Storage::write_alone`), when its group is all back
+/// (`write_loop`):
 /// through the ring its completion would cost a large share of its time.
 /// Larger writes gain little from it, and several large appenders need
 /// their writes in flight beside one another (README, "WAL").
@@ -371,9 +372,9 @@ fn write_loop<S: Storage>(
                 Ok((requests, writes_planned)) => {
                     // A write alone is made on this thread, blocking it,
                     // when nothing else is in flight or waiting, and it
-                    // carries either one append on a quiet log, or
-                    // several, small (`ALONE_WRITE_BYTES_MAX`), and at
-                    // least as many as were last resolved together: then
+                    // carries either one append on a quiet log, or is
+                    // small (`ALONE_WRITE_BYTES_MAX`) and carries at least
+                    // as many appends as were last resolved together: then
                     // the whole group is back, and no appender on its way
                     // is held out of flight. There is nothing else for
                     // the thread to do meanwhile, and through the ring the
@@ -384,7 +385,7 @@ fn write_loop<S: Storage>(
                     // waits for it and joins the next write. Any other
                     // write goes through the ring, so that the appends
                     // still on their way can go in flight beside it
-                    // (several large appenders need that); a log of
+                    // (several large appenders need that); a log of large
                     // single appends stays there until it is quiet again.
                     let alone = in_flight == 0
                         && held.is_empty()
