@@ -5,6 +5,7 @@
 //! returns only once the durable mark, which moves over the contiguous
 //! prefix of completed writes, has passed its frames.
 
+use super::alone::{AlonePolicy, Candidate};
 use super::gather::LentFrame;
 use super::reply::reply;
 use super::stages::{self, Stage};
@@ -33,14 +34,6 @@ pub const WRITES_IN_FLIGHT_MAX: usize = 4;
 /// next write, which can be in flight beside it. Larger writes gain nothing
 /// on this disk, and their buffers would be too large to keep for reuse.
 pub const WRITE_BYTES_MAX: usize = 1 << 20;
-
-/// A write this small may be made on the writer thread, whatever number of
-/// appends it carries (`Storage::write_alone`), when its group is all back
-/// (`write_loop`):
-/// through the ring its completion would cost a large share of its time.
-/// Larger writes gain little from it, and several large appenders need
-/// their writes in flight beside one another (README, "WAL").
-pub const ALONE_WRITE_BYTES_MAX: usize = 64 << 10;
 
 /// Called on the writer thread once the request's frames are durable (or
 /// the write failed): with the `wal_seq` of its first frame, and the
@@ -314,14 +307,7 @@ fn write_loop<S: Storage>(
     let mut held: Vec<Request> = Vec::new();
     let mut planned: VecDeque<Planned> = VecDeque::new();
     let mut in_flight = 0usize;
-    // The log serves one append at a time: when the last write ended,
-    // nothing else was in flight or waiting since the writes before.
-    let mut quiet = true;
-    // The most writes in flight at once since the log was last quiet.
-    let mut busy_peak = 0usize;
-    // Appends resolved together the last time any were: their appenders
-    // come back around the same time.
-    let mut last_resolved = 0usize;
+    let mut policy = AlonePolicy::default();
     let mut closed = false;
     // Purges wait for the writes in flight; no write starts meanwhile.
     let mut purges: Vec<(Lsn, PurgeDone)> = Vec::new();
@@ -370,29 +356,15 @@ fn write_loop<S: Storage>(
             let group = take_group(&mut held);
             match plan_group(&mut wal, group, &queue, waiting_for_space) {
                 Ok((requests, writes_planned)) => {
-                    // A write alone is made on this thread, blocking it,
-                    // when nothing else is in flight or waiting, and it
-                    // carries either one append on a quiet log, or is
-                    // small (`ALONE_WRITE_BYTES_MAX`) and carries at least
-                    // as many appends as were last resolved together: then
-                    // the whole group is back, and no appender on its way
-                    // is held out of flight. There is nothing else for
-                    // the thread to do meanwhile, and through the ring the
-                    // `O_DSYNC` completion passes a kernel worker and then
-                    // the ring's wake of this thread, 25–45 µs a write
-                    // more here than the same `pwritev` (README, "WAL"):
-                    // much of a small write's time. What arrives meanwhile
-                    // waits for it and joins the next write. Any other
-                    // write goes through the ring, so that the appends
-                    // still on their way can go in flight beside it
-                    // (several large appenders need that); a log of large
-                    // single appends stays there until it is quiet again.
-                    let alone = in_flight == 0
-                        && held.is_empty()
-                        && writes_planned.len() == 1
-                        && ((quiet && requests.len() == 1)
-                            || (writes_planned[0].bytes.len() <= ALONE_WRITE_BYTES_MAX
-                                && requests.len() >= last_resolved));
+                    // On this thread, blocking it (alone.rs), or through
+                    // the ring.
+                    let alone = policy.alone(Candidate {
+                        in_flight,
+                        held: held.len(),
+                        writes: writes_planned.len(),
+                        appends: requests.len(),
+                        bytes: writes_planned.first().map_or(0, |w| w.bytes.len()),
+                    });
                     planned.extend(requests);
                     writes.fetch_add(writes_planned.len() as u64, Ordering::Relaxed);
                     for write in writes_planned {
@@ -418,7 +390,7 @@ fn write_loop<S: Storage>(
                                     wal.storage_mut()
                                         .write_alone(segment, write.offset, &pieces);
                                 stages::mark(Stage::Written);
-                                quiet = queue.is_empty();
+                                policy.written_alone(!queue.is_empty());
                                 drop(pieces);
                                 give_back(&mut planned, wal.write_over(write.bytes));
                                 (false, result)
@@ -426,7 +398,7 @@ fn write_loop<S: Storage>(
                         };
                         if started {
                             in_flight += 1;
-                            busy_peak = busy_peak.max(in_flight);
+                            policy.started(in_flight);
                         } else {
                             if let Err(e) = wal.completed(id, result) {
                                 fail_all(planned.drain(..).map(|p| p.done), e);
@@ -456,8 +428,7 @@ fn write_loop<S: Storage>(
                 }
             }
             if in_flight == 0 {
-                quiet = busy_peak <= 1 && held.is_empty() && queue.is_empty();
-                busy_peak = 0;
+                policy.drained(!held.is_empty() || !queue.is_empty());
             }
         }
         let mark = wal.durable_mark();
@@ -473,7 +444,7 @@ fn write_loop<S: Storage>(
             (p.done)(Ok(p.first), p.frames);
         }
         if resolved > 0 {
-            last_resolved = resolved;
+            policy.resolved(resolved);
         }
     }
 }

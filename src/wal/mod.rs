@@ -3,6 +3,7 @@
 //! corruption.
 
 mod adopt;
+pub mod alone;
 pub mod entry;
 pub mod file;
 pub mod gather;
