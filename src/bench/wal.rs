@@ -6,6 +6,7 @@ use super::turns::{self, EndOnDrop, Side, Turns};
 use crate::frame::{encode, Record, RecordBatch};
 use crate::ids::LeaderId;
 use crate::wal::stages::{self, Hop};
+use crate::wal::timeline::{self, WriteTimeline};
 pub use crate::wal::Backend;
 use crate::wal::{file, open_backend, GroupWal, WalError, WalOptions};
 use hdrhistogram::Histogram;
@@ -79,6 +80,9 @@ pub struct WalBenchReport {
     /// Where one appender's appends spent their time (`wal-stages` builds,
     /// one appender only; empty otherwise).
     pub stages: Vec<Hop>,
+    /// The writer's writes over time (`wal-stages` builds, and not taking
+    /// turns: the floor's turns would count as the disk idle).
+    pub timeline: Option<WriteTimeline>,
     /// How the first appender's frame lies in physical memory
     /// (`memory::describe`): lent to the writes, it moves them as the
     /// floor's buffer moves the floor.
@@ -183,6 +187,7 @@ pub fn run(dir: &Path, config: &WalBenchConfig) -> Result<WalBenchReport, WalErr
     writer.join();
     // Taken in every case, so that no case's marks run into the next one's.
     let hops = stages::take_hops();
+    let timeline = timeline::take().filter(|_| config.turns.is_none());
     let report = WalBenchReport {
         appends,
         bytes: appends * frame.len() as u64,
@@ -196,6 +201,7 @@ pub fn run(dir: &Path, config: &WalBenchConfig) -> Result<WalBenchReport, WalErr
         } else {
             Vec::new()
         },
+        timeline,
         frame_memory,
         zeroed_while_timed,
     };

@@ -412,6 +412,9 @@ impl<'a> Round<'a> {
             );
         }
         print_stages(&config, &r.stages);
+        if let Some(t) = &r.timeline {
+            print_timeline(&what, t);
+        }
         let ratio = r.mb_per_sec() / f.mb_per_sec();
         if case.appenders == 1 {
             eprintln!(
@@ -520,6 +523,24 @@ fn print_stages(config: &WalBenchConfig, hops: &[traft::wal::stages::Hop]) {
             hop.from, hop.to, hop.count, hop.p50_us, hop.p90_us, hop.p99_us
         );
     }
+}
+
+/// The writer's writes over the case (`wal-stages` builds): to standard
+/// error, beside the table.
+fn print_timeline(what: &str, t: &traft::wal::timeline::WriteTimeline) {
+    let [none, one, two, more] = t.in_flight_share.map(|s| 100.0 * s);
+    eprintln!(
+        "  writes of {what}: {} in {:.2} s ({} alone), {:.1} appends and {:.0} KiB each, start to completion p50 {:.0} µs p90 {:.0} µs; in flight 0/1/2/3+ for {none:.1}/{one:.1}/{two:.1}/{more:.1}% of the time, idle stretches p50 {:.0} µs p90 {:.0} µs",
+        t.writes,
+        t.span.as_secs_f64(),
+        t.alone,
+        t.appends_per_write,
+        t.bytes_per_write / 1024.0,
+        t.write_us.0,
+        t.write_us.1,
+        t.idle_us.0,
+        t.idle_us.1,
+    );
 }
 
 /// The floor's figures in one round.

@@ -10,6 +10,7 @@ use super::gather::LentFrame;
 use super::reply::reply;
 use super::stages::{self, Stage};
 use super::storage::{Completion, Storage};
+use super::timeline;
 use super::writer::{PlannedWrite, Recovered, Wal, WalError, WalOptions};
 use crate::ids::Lsn;
 use crossbeam::channel::{bounded, Receiver, RecvTimeoutError, Sender, TryRecvError};
@@ -365,15 +366,19 @@ fn write_loop<S: Storage>(
                         appends: requests.len(),
                         bytes: writes_planned.first().map_or(0, |w| w.bytes.len()),
                     });
+                    // Counted on the group's first write.
+                    let mut appends = requests.len();
                     planned.extend(requests);
                     writes.fetch_add(writes_planned.len() as u64, Ordering::Relaxed);
                     for write in writes_planned {
                         let (id, segment) = (write.id, write.segment);
                         stages::mark(Stage::Started);
+                        let carried = (std::mem::take(&mut appends), write.bytes.len());
                         let pipeline = wal.storage_mut().pipeline().filter(|_| !alone);
                         let (started, result) = match pipeline {
                             // Its completion comes from `wait`.
                             Some(pipeline) => {
+                                timeline::started(id, carried.0, carried.1, false);
                                 let result = pipeline.start(
                                     id,
                                     segment,
@@ -386,10 +391,12 @@ fn write_loop<S: Storage>(
                             None => {
                                 let pieces = write.bytes.pieces();
                                 stages::mark(Stage::Issued);
+                                timeline::started(id, carried.0, carried.1, true);
                                 let result =
                                     wal.storage_mut()
                                         .write_alone(segment, write.offset, &pieces);
                                 stages::mark(Stage::Written);
+                                timeline::done(id);
                                 policy.written_alone(!queue.is_empty());
                                 drop(pieces);
                                 give_back(&mut planned, wal.write_over(write.bytes));
@@ -421,6 +428,7 @@ fn write_loop<S: Storage>(
                 .wait(notify);
             stages::mark(Stage::Collected);
             for Completion { id, result, bytes } in done {
+                timeline::done(id);
                 in_flight -= 1;
                 give_back(&mut planned, wal.write_over(bytes));
                 if let Err(e) = wal.completed(id, result) {

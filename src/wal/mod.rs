@@ -15,6 +15,7 @@ pub mod slot;
 pub mod stages;
 pub mod storage;
 pub mod store;
+pub mod timeline;
 pub mod uring;
 pub mod writer;
 
