@@ -255,7 +255,39 @@ fn measure_size(args: &WalBenchArgs, dir: &Path, bytes: usize, cases: &[Case]) -
         };
         row.print(&raws[i]);
     }
+    print_against_raw(bytes, cases, &results, &raw_counts, &raws);
     Ok(())
+}
+
+/// Each case of as many appenders as a `raw` row has threads, against that
+/// row's MB/s round by round (measured seconds apart, where the floor may
+/// be a minute away): to standard error, beside the table.
+fn print_against_raw(
+    bytes: usize,
+    cases: &[Case],
+    results: &[Vec<Against>],
+    raw_counts: &[usize],
+    raws: &[Vec<Against>],
+) {
+    for (case, rounds) in cases.iter().zip(results) {
+        let Some(raw) = raw_counts.iter().position(|&t| t == case.appenders) else {
+            continue;
+        };
+        let ratios: Vec<f64> = rounds
+            .iter()
+            .zip(&raws[raw])
+            .map(|((m, _, _), (r, _, _))| 100.0 * m.mb_per_sec / r.mb_per_sec)
+            .collect();
+        let (lo, hi) = range(&ratios);
+        eprintln!(
+            "{bytes} B, {} × {} ({} in flight): {:.0}% ({lo:.0}–{hi:.0}%) of {} raw threads' MB/s, round by round",
+            case.appenders,
+            case.kind.name(),
+            case.in_flight,
+            median(ratios.clone()),
+            case.appenders,
+        );
+    }
 }
 
 /// The base of the `× 1 appnd` column for `of`, per round (the disk drifts
