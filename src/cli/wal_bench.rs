@@ -279,12 +279,12 @@ fn print_against_raw(
             .map(|((m, _, _), (r, _, _))| 100.0 * m.mb_per_sec / r.mb_per_sec)
             .collect();
         let (lo, hi) = range(&ratios);
+        let mid = median(ratios);
         eprintln!(
-            "{bytes} B, {} × {} ({} in flight): {:.0}% ({lo:.0}–{hi:.0}%) of {} raw threads' MB/s, round by round",
+            "{bytes} B, {} × {} ({} in flight): {mid:.0}% ({lo:.0}–{hi:.0}%) of {} raw threads' MB/s, round by round",
             case.appenders,
             case.kind.name(),
             case.in_flight,
-            median(ratios.clone()),
             case.appenders,
         );
     }

@@ -29,6 +29,12 @@ pub enum Stage {
     Returned,
 }
 
+/// The value at `percent` of `sorted` (nearest rank below; not empty).
+pub fn at_percent(sorted: &[f64], percent: usize) -> f64 {
+    debug_assert!(!sorted.is_empty() && percent <= 100);
+    sorted[(sorted.len() * percent / 100).min(sorted.len() - 1)]
+}
+
 /// One hop between two stages, over every time it was taken.
 #[derive(Clone, Debug)]
 pub struct Hop {
@@ -74,7 +80,7 @@ mod kept {
             .filter(|(_, times)| times.len() * 100 >= most)
             .map(|((from, to), mut times)| {
                 times.sort_by(f64::total_cmp);
-                let at = |q: usize| times[(times.len() * q / 100).min(times.len() - 1)];
+                let at = |q: usize| super::at_percent(&times, q);
                 Hop {
                     from,
                     to,

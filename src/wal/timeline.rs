@@ -9,6 +9,7 @@
 //! is the writes themselves: how long no write is in flight, how many are
 //! at once, how full each one is.
 
+use super::stages::at_percent;
 use std::time::{Duration, Instant};
 
 /// One write, from the writer's side.
@@ -49,8 +50,7 @@ fn percentiles(mut values: Vec<f64>) -> (f64, f64) {
         return (0.0, 0.0);
     }
     values.sort_by(f64::total_cmp);
-    let at = |q: usize| values[(values.len() * q / 100).min(values.len() - 1)];
-    (at(50), at(90))
+    (at_percent(&values, 50), at_percent(&values, 90))
 }
 
 /// The timeline of `writes`; `None` without any.
