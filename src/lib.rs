@@ -7,6 +7,7 @@ pub mod bitmap;
 pub mod core;
 pub mod frame;
 pub mod fuzz;
+pub mod huge_pages;
 pub mod ids;
 pub mod linearizability;
 pub mod node;

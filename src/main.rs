@@ -2,6 +2,11 @@
 
 mod cli;
 
+/// Large buffers (frames lent to WAL writes above all) on huge pages:
+/// `traft::huge_pages`.
+#[global_allocator]
+static ALLOCATOR: traft::huge_pages::LargeOnHugePages = traft::huge_pages::LargeOnHugePages;
+
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
@@ -91,12 +96,38 @@ fn main() -> Result<()> {
         )
         .with_writer(std::io::stderr)
         .init();
+    if matches!(cli.command, Command::Bench(_) | Command::Serve(_)) {
+        reserve_huge_pages();
+    }
     match cli.command {
         Command::Bench(args) => cli::bench::run(args),
         Command::Serve(args) => cli::serve::run(args),
         Command::Sim(args) => sim(args),
         Command::Wal(command) => cli::wal::run(command),
         Command::Snapshot(command) => cli::snapshot::run(command),
+    }
+}
+
+/// The huge-page reserve large buffers are served from
+/// (`traft::huge_pages`): `TRAFT_HUGE_PAGES_MIB` MiB, 0 for none. Without it
+/// everything is the system allocator's, which only costs speed; so a
+/// failure is a warning.
+fn reserve_huge_pages() {
+    use traft::huge_pages::{reserve, RESERVE_DEFAULT_MIB};
+    let mib = match std::env::var("TRAFT_HUGE_PAGES_MIB") {
+        Ok(value) => match value.parse::<usize>() {
+            Ok(mib) => mib,
+            Err(_) => {
+                tracing::warn!("TRAFT_HUGE_PAGES_MIB={value:?} is not a number of MiB; no reserve");
+                0
+            }
+        },
+        Err(_) => RESERVE_DEFAULT_MIB,
+    };
+    if let Err(e) = reserve(mib << 20) {
+        tracing::warn!(
+            "no huge-page reserve of {mib} MiB: {e}; large buffers from the system allocator"
+        );
     }
 }
 
