@@ -13,10 +13,12 @@
 //! them; a huge page is 2 MiB in one run, and a block cut from one is a
 //! single run too.
 //!
-//! Why a reserve made up front: here a huge page's first fault takes about
-//! 5 ms (the kernel compacts memory to find 2 MiB free), and a fault like
-//! that on a replica's path is a 5 ms stall. So `reserve` maps and faults
-//! in the whole reserve at start, and nothing is mapped afterwards.
+//! Why a reserve made up front: a huge page's first fault zeroes 2 MiB, about
+//! 0.3 ms here, a stall on whichever thread touches it first; with huge
+//! pages mapped as they were needed, the cluster's p99.9 about doubled
+//! (`perf/wal-experiments.md`, "Large buffers on huge pages"). So `reserve`
+//! maps and faults in the whole reserve at start (64 MiB in about 8 ms),
+//! and nothing is mapped afterwards.
 //!
 //! Blocks are powers of two from `LARGE_MIN` to one huge page, each aligned
 //! to its size and cut from the reserve a huge page at a time; a freed block
