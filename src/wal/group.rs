@@ -5,21 +5,17 @@
 //! returns only once the durable mark, which moves over the contiguous
 //! prefix of completed writes, has passed its frames.
 
-use super::alone::{AlonePolicy, Candidate};
-use super::gather::LentFrame;
+use super::commit_loop;
 use super::reply::reply;
 use super::stages::{self, Stage};
-use super::storage::{Completion, Storage};
-use super::timeline;
-use super::writer::{PlannedWrite, Recovered, Wal, WalError, WalOptions};
+use super::storage::Storage;
+use super::writer::{Recovered, Wal, WalError, WalOptions};
 use crate::ids::Lsn;
-use crossbeam::channel::{bounded, Receiver, RecvTimeoutError, Sender, TryRecvError};
+use crossbeam::channel::{bounded, Receiver, Sender};
 use rkyv::util::AlignedVec;
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;
 use std::thread::JoinHandle;
-use std::time::Duration;
 use tokio::sync::Notify;
 
 /// Requests waiting for the writer, at most: a bound on queued memory.
@@ -42,9 +38,9 @@ pub const WRITE_BYTES_MAX: usize = 1 << 20;
 /// when the write failed).
 pub type Done = Box<dyn FnOnce(Result<u64, WalError>, Vec<AlignedVec>) + Send>;
 
-struct Request {
-    frames: Vec<AlignedVec>,
-    done: Done,
+pub(super) struct Request {
+    pub(super) frames: Vec<AlignedVec>,
+    pub(super) done: Done,
 }
 
 /// Called on the writer thread once a purge ran: the segments it recycled.
@@ -143,14 +139,17 @@ impl GroupWal {
                 match wal {
                     Ok((wal, found)) => {
                         let _ = opened.send(Ok(found));
-                        let shared = LoopShared {
+                        let shared = commit_loop::Shared {
                             depth,
+                            queue,
+                            purge_queue,
+                            wake,
                             writes: &counted,
                             waiting_for_space: &waiting,
                             notify: &notified,
                             peak_in_flight: &peak,
                         };
-                        write_loop(wal, (queue, purge_queue), wake, shared);
+                        commit_loop::run(wal, shared);
                     }
                     Err(e) => {
                         let _ = opened.send(Err(e));
@@ -263,314 +262,13 @@ fn prepare_loop(dir: &std::path::Path, size: usize, woken: Receiver<()>, prepare
     }
 }
 
-/// How long the writer waits before trying again to make a segment ready
-/// on a full disk, at first and at most.
-pub const NO_SPACE_RETRY_MIN: Duration = Duration::from_millis(50);
-pub const NO_SPACE_RETRY_MAX: Duration = Duration::from_secs(1);
-
-/// An append planned into writes, waiting for its frames to be durable:
-/// it resolves once the durable mark reaches `end` (one past its last frame).
-struct Planned {
-    done: Done,
-    first: u64,
-    end: u64,
-    frames: Vec<AlignedVec>,
-}
-
-/// What the writer shares with the `GroupWal` handles.
-struct LoopShared<'a> {
-    depth: usize,
-    writes: &'a AtomicU64,
-    waiting_for_space: &'a AtomicBool,
-    notify: &'a Arc<Notify>,
-    peak_in_flight: &'a AtomicU64,
-}
-
-fn write_loop<S: Storage>(
-    mut wal: Wal<S>,
-    (queue, purge_queue): (Receiver<Request>, Receiver<(Lsn, PurgeDone)>),
-    wake: Sender<()>,
-    shared: LoopShared<'_>,
-) {
-    let LoopShared {
-        depth,
-        writes,
-        waiting_for_space,
-        notify,
-        peak_in_flight,
-    } = shared;
-    let depth = if wal.storage_mut().pipeline().is_some() {
-        depth
-    } else {
-        1
-    };
-    // Taken from the queue, not yet planned.
-    let mut held: Vec<Request> = Vec::new();
-    let mut planned: VecDeque<Planned> = VecDeque::new();
-    let mut in_flight = 0usize;
-    let mut policy = AlonePolicy::default();
-    let mut closed = false;
-    // Purges wait for the writes in flight; no write starts meanwhile.
-    let mut purges: Vec<(Lsn, PurgeDone)> = Vec::new();
-    loop {
-        if in_flight == 0 && held.is_empty() && purges.is_empty() {
-            if closed {
-                return;
-            }
-            crossbeam::channel::select! {
-                recv(queue) -> request => match request {
-                    Ok(request) => {
-                        stages::mark(Stage::Taken);
-                        held.push(request);
-                    }
-                    Err(_) => return,
-                },
-                recv(purge_queue) -> purge => match purge {
-                    Ok(purge) => purges.push(purge),
-                    Err(_) => return,
-                },
-            }
-        }
-        loop {
-            match queue.try_recv() {
-                Ok(request) => {
-                    stages::mark(Stage::Taken);
-                    held.push(request);
-                }
-                Err(TryRecvError::Empty) => break,
-                Err(TryRecvError::Disconnected) => {
-                    closed = true;
-                    break;
-                }
-            }
-        }
-        purges.extend(purge_queue.try_iter());
-        if in_flight == 0 {
-            for (below, done) in purges.drain(..) {
-                done(wal.purge(below));
-            }
-        }
-        // What was taken joins one write (up to `WRITE_BYTES_MAX`) once a
-        // write may start; the rest, the next.
-        while purges.is_empty() && !held.is_empty() && in_flight < depth {
-            let segment = wal.segment();
-            let group = take_group(&mut held);
-            match plan_group(&mut wal, group, &queue, waiting_for_space) {
-                Ok((requests, writes_planned)) => {
-                    // On this thread, blocking it (alone.rs), or through
-                    // the ring.
-                    let alone = policy.alone(Candidate {
-                        in_flight,
-                        held: held.len(),
-                        writes: writes_planned.len(),
-                        appends: requests.len(),
-                        bytes: writes_planned.first().map_or(0, |w| w.bytes.len()),
-                    });
-                    // Counted on the group's first write.
-                    let mut appends = requests.len();
-                    planned.extend(requests);
-                    writes.fetch_add(writes_planned.len() as u64, Ordering::Relaxed);
-                    for write in writes_planned {
-                        let (id, segment) = (write.id, write.segment);
-                        stages::mark(Stage::Started);
-                        let carried = (std::mem::take(&mut appends), write.bytes.len());
-                        let pipeline = wal.storage_mut().pipeline().filter(|_| !alone);
-                        let (started, result) = match pipeline {
-                            // Its completion comes from `wait`.
-                            Some(pipeline) => {
-                                timeline::started(id, carried.0, carried.1, false);
-                                let result = pipeline.start(
-                                    id,
-                                    segment,
-                                    write.offset,
-                                    write.bytes,
-                                    notify.clone(),
-                                );
-                                (result.is_ok(), result)
-                            }
-                            None => {
-                                let pieces = write.bytes.pieces();
-                                stages::mark(Stage::Issued);
-                                timeline::started(id, carried.0, carried.1, true);
-                                let result =
-                                    wal.storage_mut()
-                                        .write_alone(segment, write.offset, &pieces);
-                                stages::mark(Stage::Written);
-                                timeline::done(id);
-                                policy.written_alone(!queue.is_empty());
-                                drop(pieces);
-                                give_back(&mut planned, wal.write_over(write.bytes));
-                                (false, result)
-                            }
-                        };
-                        if started {
-                            in_flight += 1;
-                            policy.started(in_flight);
-                        } else {
-                            if let Err(e) = wal.completed(id, result) {
-                                fail_all(planned.drain(..).map(|p| p.done), e);
-                            }
-                        }
-                    }
-                }
-                Err((group, error)) => fail_all(group.into_iter().map(|r| r.done), error),
-            }
-            if wal.segment() != segment {
-                let _ = wake.try_send(()); // it took a prepared segment
-            }
-        }
-        peak_in_flight.fetch_max(in_flight as u64, Ordering::Relaxed);
-        if in_flight > 0 {
-            let done = wal
-                .storage_mut()
-                .pipeline()
-                .expect("writes in flight only with a pipeline")
-                .wait(notify);
-            stages::mark(Stage::Collected);
-            for Completion { id, result, bytes } in done {
-                timeline::done(id);
-                in_flight -= 1;
-                give_back(&mut planned, wal.write_over(bytes));
-                if let Err(e) = wal.completed(id, result) {
-                    fail_all(planned.drain(..).map(|p| p.done), e);
-                }
-            }
-            if in_flight == 0 {
-                policy.drained(!held.is_empty() || !queue.is_empty());
-            }
-        }
-        let mark = wal.durable_mark();
-        let mut resolved = 0;
-        while planned.front().is_some_and(|p| p.end <= mark) {
-            resolved += 1;
-            let p = planned.pop_front().expect("checked");
-            stages::mark(Stage::Resolved);
-            debug_assert!(
-                p.frames.iter().all(|f| !f.is_empty()),
-                "an append resolves with every frame lent to its writes back"
-            );
-            (p.done)(Ok(p.first), p.frames);
-        }
-        if resolved > 0 {
-            policy.resolved(resolved);
-        }
-    }
-}
-
-/// Hands frames lent to a write that is over back to their appends; the
-/// frames of an append that failed meanwhile go.
-fn give_back(planned: &mut VecDeque<Planned>, lent: Vec<LentFrame>) {
-    for LentFrame { wal_seq, frame } in lent {
-        let owner = planned
-            .iter_mut()
-            .find(|p| (p.first..p.end).contains(&wal_seq));
-        if let Some(p) = owner {
-            p.frames[(wal_seq - p.first) as usize] = frame;
-        }
-    }
-}
-
-/// The first requests of `held` whose frames fit one write of
-/// `WRITE_BYTES_MAX` (at least one request, however large).
-fn take_group(held: &mut Vec<Request>) -> Vec<Request> {
-    let mut bytes = 0;
-    let fit = held
-        .iter()
-        .position(|r| {
-            bytes += r.frames.iter().map(|f| f.len()).sum::<usize>();
-            bytes > WRITE_BYTES_MAX
-        })
-        .map_or(held.len(), |i| i.max(1));
-    let rest = held.split_off(fit);
-    std::mem::replace(held, rest)
-}
-
-/// Plans one write of every frame of `group`, waiting for space for a new
-/// segment if the disk is full (taking in what arrives meanwhile; nothing
-/// resolves, so nothing is acknowledged).
-#[allow(clippy::type_complexity)]
-fn plan_group<S: Storage>(
-    wal: &mut Wal<S>,
-    mut group: Vec<Request>,
-    queue: &Receiver<Request>,
-    waiting_for_space: &AtomicBool,
-) -> Result<(Vec<Planned>, Vec<PlannedWrite>), (Vec<Request>, WalError)> {
-    let mut frames: Vec<AlignedVec> = Vec::new();
-    let mut counts = Vec::with_capacity(group.len());
-    for request in &mut group {
-        counts.push(request.frames.len() as u64);
-        frames.append(&mut request.frames);
-    }
-    let mut retry = NO_SPACE_RETRY_MIN;
-    let result = loop {
-        match wal.plan(&mut frames) {
-            Err(WalError::NoSpaceForSegment { segment, source }) => {
-                if !waiting_for_space.swap(true, Ordering::Relaxed) {
-                    tracing::error!(
-                        "no space for WAL segment {segment} ({source}): appends wait until there is"
-                    );
-                }
-                match queue.recv_timeout(retry) {
-                    Ok(mut request) => {
-                        counts.push(request.frames.len() as u64);
-                        frames.append(&mut request.frames);
-                        group.push(request);
-                    }
-                    Err(RecvTimeoutError::Timeout) => {}
-                    Err(RecvTimeoutError::Disconnected) => {
-                        break Err(WalError::NoSpaceForSegment { segment, source })
-                    }
-                }
-                retry = (retry * 2).min(NO_SPACE_RETRY_MAX);
-            }
-            other => break other,
-        }
-    };
-    if waiting_for_space.swap(false, Ordering::Relaxed) {
-        tracing::info!("WAL space is back: appends resume");
-    }
-    match result {
-        Ok((mut seq, writes)) => {
-            let mut frames = frames.into_iter();
-            let requests = group
-                .into_iter()
-                .zip(counts)
-                .map(|(request, count)| {
-                    let first = seq;
-                    seq += count;
-                    Planned {
-                        done: request.done,
-                        first,
-                        end: seq,
-                        frames: frames.by_ref().take(count as usize).collect(),
-                    }
-                })
-                .collect();
-            Ok((requests, writes))
-        }
-        Err(error) => Err((group, error)),
-    }
-}
-
-/// Resolves every waiting append with `error` (the first) or a failure
-/// naming it (the rest): none of them can become durable.
-fn fail_all(dones: impl IntoIterator<Item = Done>, error: WalError) {
-    let reason = error.to_string();
-    let mut first = Some(error);
-    for done in dones {
-        let e = first
-            .take()
-            .unwrap_or_else(|| WalError::Failed(reason.clone()));
-        done(Err(e), Vec::new());
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::bench::wal::frame_of;
     use crate::wal::{MemStorage, FIRST_WAL_SEQ};
     use std::collections::BTreeSet;
+    use std::time::Duration;
 
     /// 8 threads each append `per_thread` times 1–3 frames of
     /// `size(thread, i)` bytes; returns every `wal_seq` given, checking none
@@ -623,25 +321,6 @@ mod tests {
             incarnation: 1,
             rules: Default::default(),
         }
-    }
-
-    fn request(bytes: usize) -> Request {
-        Request {
-            frames: vec![frame_of(bytes)],
-            done: Box::new(|_, _| {}),
-        }
-    }
-
-    #[test]
-    fn a_write_takes_requests_up_to_its_byte_limit_and_at_least_one() {
-        let third = WRITE_BYTES_MAX / 3;
-        let mut held: Vec<Request> = (0..4).map(|_| request(third)).collect();
-        assert_eq!(take_group(&mut held).len(), 3);
-        assert_eq!(held.len(), 1);
-        let mut held = vec![request(2 * WRITE_BYTES_MAX), request(100)];
-        assert_eq!(take_group(&mut held).len(), 1, "a large request goes alone");
-        assert_eq!(take_group(&mut held).len(), 1);
-        assert!(held.is_empty());
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 mod adopt;
 pub mod alone;
+mod commit_loop;
 pub mod entry;
 pub mod file;
 pub mod gather;
