@@ -211,9 +211,13 @@ impl Pool {
     /// `realloc`) with `layout`.
     unsafe fn dealloc(&self, block: *mut u8, layout: Layout) {
         if self.owns(block) {
-            let class = class_of(layout);
-            assert!(class.is_some(), "a reserve block freed with a small layout");
-            self.give(class.unwrap_or_default(), block);
+            let Some(class) = class_of(layout) else {
+                // The caller broke `dealloc`'s contract (a layout other than
+                // the block's), and unwinding out of an allocator is
+                // undefined: stop.
+                std::process::abort();
+            };
+            self.give(class, block);
         } else {
             System.dealloc(block, layout);
         }
@@ -321,6 +325,13 @@ fn map_huge(len: usize) -> io::Result<usize> {
         // Refused where transparent huge pages are off: ordinary pages then.
         libc::madvise(kept, len, libc::MADV_HUGEPAGE);
         if libc::madvise(kept, len, libc::MADV_POPULATE_WRITE) != 0 {
+            let error = io::Error::last_os_error();
+            if error.raw_os_error() != Some(libc::EINVAL) {
+                // Out of memory, most likely: no reserve rather than a
+                // process the kernel kills when the pages are touched.
+                libc::munmap(kept, len);
+                return Err(error);
+            }
             // Before Linux 5.14: a write to every page faults them in.
             for page in (aligned..aligned + len).step_by(4096) {
                 (page as *mut u8).write_volatile(0);
