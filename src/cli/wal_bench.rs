@@ -97,7 +97,7 @@ fn med<T>(rounds: &[T], f: impl Fn(&T) -> f64) -> f64 {
 /// per second than one writer makes on it: the floor's file holds a whole
 /// run at the lesser of the two rates (per thread), so it never wraps into
 /// pages written already, and small appends do not zero gigabytes first.
-const FASTEST_DISK: f64 = 4e9;
+const FASTEST_DISK: f64 = 6e9;
 const FASTEST_APPENDS: f64 = 20_000.0;
 
 /// How long a floor runs to size the WAL's preparation when the cases take
@@ -418,11 +418,12 @@ impl<'a> Round<'a> {
             backend: case.backend,
             dsync: !self.args.fdatasync,
             in_flight: case.in_flight,
-            // Half again the floor's rate per appender (a group commits
-            // several appends per write), up to what no disk here writes:
+            // Twice the floor's rate per appender (a group commits several
+            // appends per write, and a floor a minute earlier may have met
+            // the disk at a slow moment), up to what no disk here writes:
             // beyond any WAL's, so that no segment is zeroed while the
             // clock runs.
-            prepare_for: (1.5 * case.appenders as f64 * self.floor_rate * 1e6).min(FASTEST_DISK),
+            prepare_for: (2.0 * case.appenders as f64 * self.floor_rate * 1e6).min(FASTEST_DISK),
             turns: None,
         };
         let (r, f, turns) = self.against_floor(|turns| {
