@@ -119,6 +119,13 @@ pub fn run(args: WalBenchArgs) -> Result<()> {
     for &bytes in &args.bytes {
         measure_size(&args, &dir, bytes, &cases)?;
     }
+    // Large buffers past the reserve came from scattered pages: say so.
+    let (reserve, cut) = traft::huge_pages::reserved();
+    eprintln!(
+        "huge-page reserve: {} MiB, {} MiB of it cut into blocks (TRAFT_HUGE_PAGES_MIB)",
+        reserve >> 20,
+        cut >> 20
+    );
     Ok(())
 }
 
