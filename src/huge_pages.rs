@@ -77,9 +77,10 @@ pub fn reserved() -> (usize, usize) {
 
 // SAFETY: every pointer handed out is either `System`'s, or a block of the
 // reserve of at least `layout.size()` bytes aligned to at least `ALIGN_MAX`,
-// owned by the caller until freed; a freed pointer is routed by its address,
-// which tells the two apart for the life of the process (the reserve is
-// never unmapped).
+// owned by the caller until freed, and freed with the layout it was
+// allocated with; a freed pointer of a large layout is routed by its
+// address, which tells the two apart for the life of the process (the
+// reserve is never unmapped), and one of a small layout cannot be a block.
 unsafe impl GlobalAlloc for LargeOnHugePages {
     unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
         POOL.alloc(layout)
@@ -210,16 +211,10 @@ impl Pool {
     /// As `GlobalAlloc::dealloc`: `block` came from this pool's `alloc` (or
     /// `realloc`) with `layout`.
     unsafe fn dealloc(&self, block: *mut u8, layout: Layout) {
-        if self.owns(block) {
-            let Some(class) = class_of(layout) else {
-                // The caller broke `dealloc`'s contract (a layout other than
-                // the block's), and unwinding out of an allocator is
-                // undefined: stop.
-                std::process::abort();
-            };
-            self.give(class, block);
-        } else {
-            System.dealloc(block, layout);
+        // The size first: most frees are small, and skip the address check.
+        match class_of(layout) {
+            Some(class) if self.owns(block) => self.give(class, block),
+            _ => System.dealloc(block, layout),
         }
     }
 
@@ -229,9 +224,9 @@ impl Pool {
         // SAFETY: the caller guarantees `new_size`, rounded up to the
         // alignment, does not overflow `isize`.
         let new_layout = Layout::from_size_align_unchecked(new_size, layout.align());
-        let new_class = class_of(new_layout);
-        if self.owns(block) {
-            if new_class.is_some() && new_class == class_of(layout) {
+        let (old_class, new_class) = (class_of(layout), class_of(new_layout));
+        if old_class.is_some() && self.owns(block) {
+            if new_class == old_class {
                 // The block already holds any size of its class.
                 return block;
             }

@@ -124,7 +124,7 @@ fn reserve_huge_pages() {
         },
         Err(_) => RESERVE_DEFAULT_MIB,
     };
-    if let Err(e) = reserve(mib << 20) {
+    if let Err(e) = reserve(mib.saturating_mul(1 << 20)) {
         tracing::warn!(
             "no huge-page reserve of {mib} MiB: {e}; large buffers from the system allocator"
         );
